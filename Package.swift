@@ -1,0 +1,140 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// libtorch location. Default: Debian's `libtorch-dev` (headers under /usr/include, libraries on
+// the default linker path). Set LIBTORCH_DIR to a folder with `include/` and `lib/` (for example
+// a PyTorch wheel's `torch/` folder, which carries a CUDA build) to build against that instead.
+// LIBTORCH_CXX11_ABI=0|1 sets `_GLIBCXX_USE_CXX11_ABI` for libtorch builds that need it.
+let environment = Context.environment
+let libtorchDir = environment["LIBTORCH_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+
+var torchCxxFlags: [String] = []
+var torchLinkFlags: [String] = []
+var torchLibraries = ["torch", "torch_cpu", "c10"]
+if let dir = libtorchDir {
+    torchCxxFlags += ["-I\(dir)/include", "-I\(dir)/include/torch/csrc/api/include"]
+    torchLinkFlags += ["-L\(dir)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(dir)/lib"]
+    if FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch_cuda.so") {
+        // The CUDA kernels register themselves from a library nothing references directly.
+        torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
+    }
+} else {
+    torchCxxFlags += ["-I/usr/include/torch/csrc/api/include"]
+}
+if let abi = environment["LIBTORCH_CXX11_ABI"], abi == "0" || abi == "1" {
+    torchCxxFlags += ["-D_GLIBCXX_USE_CXX11_ABI=\(abi)"]
+}
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-model-server",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "serve", targets: ["serve"]),
+        .executable(name: "archiver", targets: ["archiver"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation.git", from: "0.9.19"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.0.0"),
+    ],
+    targets: [
+        // C: the only C++ in the project, a plain C header over libtorch.
+        .target(
+            name: "CTorch",
+            cxxSettings: [.unsafeFlags(torchCxxFlags)],
+            linkerSettings: torchLibraries.map { .linkedLibrary($0) }
+                + [.linkedLibrary("stdc++"), .unsafeFlags(torchLinkFlags)]
+        ),
+        // C: libpng and libjpeg; their setjmp/longjmp error handling stays in here.
+        .target(
+            name: "CImage",
+            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
+        ),
+        // Native: Swift faces of the C targets.
+        .target(name: "Torch", dependencies: ["CTorch"], swiftSettings: swiftSettings),
+        .target(name: "ImageCodec", dependencies: ["CImage"], swiftSettings: swiftSettings),
+        // Core.
+        .target(
+            name: "ModelArchive",
+            dependencies: [
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ModelServer",
+            dependencies: [
+                "ModelArchive", "Torch", "ImageCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // HTTP.
+        .target(
+            name: "ServerHTTP",
+            dependencies: [
+                "ModelServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Executables.
+        .executableTarget(
+            name: "serve",
+            dependencies: [
+                "ServerHTTP", "ModelServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "archiver",
+            dependencies: [
+                "ModelArchive", "Torch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Tests. Committed fixtures live in Tests/Fixtures; TestFixtures finds them.
+        .target(name: "TestFixtures", path: "Tests/TestFixtures", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TorchTests",
+            dependencies: ["Torch", "TestFixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ImageCodecTests",
+            dependencies: ["ImageCodec", "TestFixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ModelArchiveTests",
+            dependencies: ["ModelArchive", "Torch", "TestFixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "ServerHTTP", "ModelServer", "TestFixtures",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
+)

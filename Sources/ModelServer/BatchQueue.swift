@@ -1,0 +1,113 @@
+import Foundation
+
+/// A request waiting for a worker, answered exactly once through its continuation.
+final class InferenceJob: @unchecked Sendable {
+    let request: InferenceRequest
+    let enqueuedAt: ContinuousClock.Instant
+    let deadline: ContinuousClock.Instant
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<InferenceResponse, any Error>?
+
+    init(request: InferenceRequest, deadline: ContinuousClock.Instant,
+         continuation: CheckedContinuation<InferenceResponse, any Error>) {
+        self.request = request
+        self.enqueuedAt = .now
+        self.deadline = deadline
+        self.continuation = continuation
+    }
+
+    /// Answers the request; later calls do nothing.
+    func finish(_ result: Result<InferenceResponse, ModelServerError>) {
+        lock.lock()
+        let pending = continuation
+        continuation = nil
+        lock.unlock()
+        pending?.resume(with: result.mapError { $0 as any Error })
+    }
+}
+
+/// A model version's bounded queue and its batching loop's contract: a worker takes the first
+/// queued job, then waits at most `maxDelay` for the batch to fill to `maxSize`.
+final class BatchQueue: @unchecked Sendable {
+    let capacity: Int
+    private let condition = NSCondition()
+    private var jobs: [InferenceJob] = []
+    private var head = 0
+    private var closed = false
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// Jobs waiting for a worker.
+    var pending: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count - head
+    }
+
+    /// Adds a job; refuses it when the queue is full or closed.
+    func enqueue(_ job: InferenceJob, model: String) throws(ModelServerError) {
+        condition.lock()
+        defer { condition.unlock() }
+        if closed { throw .unavailable("Model \(model) is being unregistered or the server is stopping") }
+        if jobs.count - head >= capacity { throw .queueFull(model: model, capacity: capacity) }
+        jobs.append(job)
+        condition.signal()
+    }
+
+    /// Blocks until at least one job is queued, then collects up to `maxSize` jobs, waiting at most
+    /// `maxDelay` for more after the first. Returns nil once `shouldStop()` holds (checked whenever
+    /// the worker wakes) or the queue is closed and empty.
+    func takeBatch(maxSize: Int, maxDelay: Duration, shouldStop: () -> Bool) -> [InferenceJob]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.count == head {
+            if closed || shouldStop() { return nil }
+            condition.wait()
+        }
+        if shouldStop() { return nil }
+        var batch = [popFirst()]
+        if maxSize > 1 && maxDelay > .zero {
+            let limit = Date().addingTimeInterval(Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) * 1e-18)
+            while batch.count < maxSize {
+                if jobs.count > head {
+                    batch.append(popFirst())
+                } else if closed || !condition.wait(until: limit) {
+                    break
+                }
+            }
+        }
+        while batch.count < maxSize && jobs.count > head { batch.append(popFirst()) }
+        return batch
+    }
+
+    /// Wakes every waiting worker so it can notice it should stop.
+    func wakeAll() {
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Refuses new jobs and returns those still queued, for the caller to answer.
+    func close() -> [InferenceJob] {
+        condition.lock()
+        defer { condition.unlock() }
+        closed = true
+        let left = Array(jobs[head...])
+        jobs.removeAll()
+        head = 0
+        condition.broadcast()
+        return left
+    }
+
+    private func popFirst() -> InferenceJob {
+        let job = jobs[head]
+        head += 1
+        if head > 64 && head * 2 > jobs.count {
+            jobs.removeFirst(head)
+            head = 0
+        }
+        return job
+    }
+}

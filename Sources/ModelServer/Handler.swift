@@ -1,0 +1,66 @@
+import Torch
+
+/// A built-in handler: TorchServe's four steps with the model call left to the worker.
+///
+/// The worker sequences them: `preprocess` each request of a batch, stack the inputs of
+/// requests whose shapes agree, one `forward`, split the output by rows, `postprocess` each.
+/// Handlers know tensors and bytes, not HTTP. They run on worker threads, never on an event loop.
+public protocol Handler: Sendable {
+    /// Decodes one request into model inputs.
+    func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput
+
+    /// Turns one request's rows of the model output into its response.
+    func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse
+
+    /// Inputs of a synthetic batch of `batchSize` requests, to check an optimised module and warm it up.
+    func exampleInputs(batchSize: Int) throws -> [Tensor]
+}
+
+/// One request's inputs to `forward`, ready to be stacked with other requests'.
+///
+/// Every tensor has the request's rows as its first dimension (1 for an image; one per text
+/// when a request carries several), so a batch is their concatenation along dimension 0.
+public struct PreparedInput: @unchecked Sendable {
+    /// The inputs of `forward`, in order.
+    public var tensors: [Tensor]
+    /// Rows this request contributes to the batch.
+    public var rows: Int
+    /// What postprocessing needs to remember about the request (original image, output format).
+    public var context: (any Sendable)?
+
+    public init(tensors: [Tensor], rows: Int = 1, context: (any Sendable)? = nil) {
+        self.tensors = tensors
+        self.rows = rows
+        self.context = context
+    }
+
+    /// Requests can be stacked only when all their inputs agree beyond the first dimension.
+    var stackingKey: [[Int]] {
+        tensors.map { Array($0.shape.dropFirst()) + [$0.dtype.byteCount] }
+    }
+}
+
+extension ModuleOutput {
+    /// The rows `start..<start+count` of every tensor in the output whose first dimension is the batch.
+    func rows(_ start: Int, count: Int, batch: Int) throws(TorchError) -> ModuleOutput {
+        switch self {
+        case .tensor(let tensor):
+            guard tensor.shape.first == batch else { return self }
+            return .tensor(try tensor.narrow(dim: 0, start: start, length: count))
+        case .tuple(let items):
+            var sliced: [ModuleOutput] = []
+            for item in items { sliced.append(try item.rows(start, count: count, batch: batch)) }
+            return .tuple(sliced)
+        case .list(let items):
+            var sliced: [ModuleOutput] = []
+            for item in items { sliced.append(try item.rows(start, count: count, batch: batch)) }
+            return .list(sliced)
+        case .dict(let entries):
+            var sliced: [(key: String, value: ModuleOutput)] = []
+            for entry in entries { sliced.append((entry.key, try entry.value.rows(start, count: count, batch: batch))) }
+            return .dict(sliced)
+        case .none, .other:
+            return self
+        }
+    }
+}

@@ -1,0 +1,18 @@
+import Foundation
+import Torch
+
+/// What describe shows of one model version.
+public struct ModelDescription: Sendable {
+    public var modelName: String
+    public var modelVersion: String
+    public var modelURL: String
+    public var runtime: String
+    public var handler: String
+    public var isDefault: Bool
+    public var settings: ModelSettings
+    public var workers: [WorkerInfo]
+    public var weightBytes: Int
+    public var queueCapacity: Int
+    public var pendingRequests: Int
+    public var loadedAtStartup: Bool
+}

@@ -1,0 +1,215 @@
+import Foundation
+import Logging
+import ModelArchive
+import Torch
+
+/// The core of the server: the registry of models and versions, their workers and queues.
+///
+/// Every behaviour of the server can be exercised here without HTTP.
+public final class ModelServer: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    public let placement: DevicePlacement
+    let logger: Logger
+
+    private let lock = NSLock()
+    /// Versions by model name, in registration order.
+    private var models: [String: [ModelVersion]] = [:]
+    private var defaults: [String: String] = [:]
+    private var startupModels: Set<String> = []
+    private var nextWorkerID = 9000
+
+    /// - Parameters:
+    ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
+    public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil) {
+        self.configuration = configuration
+        self.logger = logger
+        self.placement = DevicePlacement(
+            visibleGPUs: visibleGPUs ?? TorchRuntime.cudaDeviceCount, limit: configuration.numberOfGPU)
+    }
+
+    // MARK: Registration
+
+    /// Registers a model version from an archive in the model store and starts its workers.
+    ///
+    /// - Parameter atStartup: the model was declared at start (config or `--models`), so readiness waits for it.
+    /// - Returns: the new version's description, once its initial workers are READY.
+    @discardableResult
+    public func register(_ options: RegistrationOptions, atStartup: Bool = false) async throws -> ModelDescription {
+        let source = try resolveArchiveURL(options.url)
+        let opened: OpenedArchive
+        do {
+            opened = try await onThread { [configuration] in
+                try ArchiveReader.open(source, extractingInto: configuration.workDirectory, limits: configuration.extractionLimits)
+            }
+        } catch let error as ArchiveError {
+            throw ModelServerError.invalidModel("\(error)")
+        }
+        let name = options.modelName ?? opened.name.rawValue
+        guard ModelName(rawValue: name) != nil else {
+            throw ModelServerError.badRequest("model_name '\(name)' is invalid: use letters, digits, '_', '-' and '.', at most 64")
+        }
+        let handler = try HandlerFactory.make(opened, pixelLimit: configuration.pixelLimit)
+        var settings = ModelSettings(config: opened.config, defaults: configuration)
+        options.apply(to: &settings)
+
+        let version = ModelVersion(
+            name: name, version: opened.version, modelURL: options.url, archive: opened, handler: handler,
+            settings: settings, queueCapacity: configuration.jobQueueSize, logger: logger)
+        try insert(version, atStartup: atStartup)
+        do {
+            try await version.scale(to: settings.minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
+        } catch {
+            remove(version)
+            version.shutdown()
+            throw error
+        }
+        logger.info("registered \(name) version \(opened.version) with \(settings.minWorkers) workers")
+        return try describe(model: name, version: opened.version)[0]
+    }
+
+    private func insert(_ version: ModelVersion, atStartup: Bool) throws(ModelServerError) {
+        lock.lock()
+        defer { lock.unlock() }
+        if models[version.name, default: []].contains(where: { $0.version == version.version }) {
+            throw .conflict("Model version \(version.version) for model \(version.name) has already been registered")
+        }
+        models[version.name, default: []].append(version)
+        if defaults[version.name] == nil { defaults[version.name] = version.version }
+        if atStartup { startupModels.insert(version.name) }
+    }
+
+    private func remove(_ version: ModelVersion) {
+        lock.lock()
+        defer { lock.unlock() }
+        models[version.name]?.removeAll { $0 === version }
+        if models[version.name]?.isEmpty == true {
+            models[version.name] = nil
+            defaults[version.name] = nil
+        }
+    }
+
+    private func allocateWorkerID() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        nextWorkerID += 1
+        return nextWorkerID - 1
+    }
+
+    /// A registration `url` resolved inside the model store (symlinks too); anything else is refused.
+    func resolveArchiveURL(_ url: String) throws(ModelServerError) -> URL {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("file:") {
+            throw .archiveURLNotAllowed("file:// URLs are not allowed; name an archive in the model store")
+        }
+        if lowered.hasPrefix("http://") || lowered.hasPrefix("https://") {
+            throw .archiveURLNotAllowed("URL \(url) matches no allowed_urls pattern; only the model store is allowed")
+        }
+        let store = configuration.modelStore.standardizedFileURL.resolvingSymlinksInPath()
+        let candidate = (url.hasPrefix("/") ? URL(fileURLWithPath: url) : store.appendingPathComponent(url))
+            .standardizedFileURL.resolvingSymlinksInPath()
+        guard candidate.path.hasPrefix(store.path + "/") else {
+            throw .archiveURLNotAllowed("\(url) is outside the model store \(store.path)")
+        }
+        guard FileManager.default.fileExists(atPath: candidate.path) else {
+            throw .archiveNotFound("Model archive not found in the model store: \(url)")
+        }
+        return candidate
+    }
+
+    // MARK: Inference
+
+    /// Runs one prediction on a model's default version, or on `version`.
+    public func predict(model: String, version: String? = nil, request: InferenceRequest) async throws -> InferenceResponse {
+        let target = try resolve(model: model, version: version)
+        let timeout = Duration.seconds(target.settings.responseTimeout)
+        return try await target.submit(request, timeout: timeout)
+    }
+
+    func resolve(model: String, version: String?) throws(ModelServerError) -> ModelVersion {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let versions = models[model] else { throw .modelNotFound(model: model) }
+        let wanted = version ?? defaults[model]
+        guard let found = versions.first(where: { $0.version == wanted }) else {
+            throw .versionNotFound(model: model, version: wanted ?? "")
+        }
+        return found
+    }
+
+    // MARK: Describing
+
+    /// The default version, a given version, or all versions (`"all"`) of a model.
+    public func describe(model: String, version: String? = nil) throws(ModelServerError) -> [ModelDescription] {
+        lock.lock()
+        let versions = models[model] ?? []
+        let defaultVersion = defaults[model]
+        let atStartup = startupModels.contains(model)
+        lock.unlock()
+        guard !versions.isEmpty else { throw .modelNotFound(model: model) }
+        let chosen: [ModelVersion]
+        switch version {
+        case "all": chosen = versions
+        case nil: chosen = versions.filter { $0.version == defaultVersion }
+        case let wanted?: chosen = versions.filter { $0.version == wanted }
+        }
+        guard !chosen.isEmpty else { throw .versionNotFound(model: model, version: version ?? "") }
+        return chosen.map { entry in
+            ModelDescription(
+                modelName: entry.name, modelVersion: entry.version, modelURL: entry.modelURL,
+                runtime: entry.archive.manifest.runtime, handler: entry.archive.handler.rawValue,
+                isDefault: entry.version == defaultVersion, settings: entry.settings, workers: entry.workerInfos,
+                weightBytes: entry.weightBytes, queueCapacity: entry.queue.capacity,
+                pendingRequests: entry.queue.pending, loadedAtStartup: atStartup)
+        }
+    }
+
+    /// Names of registered models and the URL of each default version, sorted by name.
+    public func listModels() -> [(name: String, url: String)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return models.keys.sorted().compactMap { name in
+            let chosen = models[name]?.first { $0.version == defaults[name] }
+            return chosen.map { (name, $0.modelURL) }
+        }
+    }
+
+    // MARK: Health
+
+    /// nil when ready; else why not (for `/ping`'s 503).
+    public var unreadyReason: String? {
+        lock.lock()
+        let declared = startupModels.sorted()
+        lock.unlock()
+        for name in declared {
+            guard let version = try? resolve(model: name, version: nil) else { continue }
+            if version.settings.minWorkers > 0 && version.readyWorkerCount == 0 {
+                return "model \(name): no live worker"
+            }
+        }
+        return nil
+    }
+
+    /// Stops every worker; queued requests are answered 503.
+    public func shutdown() {
+        lock.lock()
+        let all = models.values.flatMap { $0 }
+        models.removeAll()
+        defaults.removeAll()
+        lock.unlock()
+        for version in all {
+            version.shutdown()
+            if let folder = version.archive.extractedFolder {
+                try? FileManager.default.removeItem(at: folder)
+            }
+        }
+    }
+}
+
+/// Runs blocking work (file I/O, unpacking) on a thread of its own, off the cooperative pool.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try body() })
+        }
+    }
+}

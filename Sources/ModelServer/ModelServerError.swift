@@ -1,0 +1,47 @@
+/// Everything the core can refuse or fail with. Each case carries what a user needs to act;
+/// the HTTP layer maps cases to status codes in one place.
+public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No model of that name is registered.
+    case modelNotFound(model: String)
+    /// The model exists but not in that version.
+    case versionNotFound(model: String, version: String)
+    /// A request parameter or body field is malformed or out of range.
+    case badRequest(String)
+    /// The input cannot be used: empty body, undecodable or oversized image, bad text.
+    case invalidInput(String)
+    /// The body is of a kind the handler does not take (e.g. not PNG/JPEG for an image model).
+    case unsupportedMediaType(String)
+    /// An archive, model config or handler is unusable.
+    case invalidModel(String)
+    /// The archive named at registration is not in the model store.
+    case archiveNotFound(String)
+    /// The registration URL is not allowed: `file://`, outside the model store, or no `allowed_urls` match.
+    case archiveURLNotAllowed(String)
+    /// The name and version are registered already.
+    case conflict(String)
+    /// The model's queue is full; retry later.
+    case queueFull(model: String, capacity: Int)
+    /// The model has no live worker, or is being unregistered, or the server is draining.
+    case unavailable(String)
+    /// The request's deadline passed before it could be answered.
+    case deadlineExceeded(model: String, timeoutMilliseconds: Int)
+    /// The model failed: forward threw, a worker died, output of an unexpected shape.
+    case modelFailure(String)
+    /// Host or device memory ran out.
+    case outOfMemory(String)
+
+    public var description: String {
+        switch self {
+        case .modelNotFound(let model): return "Model not found: \(model)"
+        case .versionNotFound(let model, let version): return "Model version not found: \(model) version \(version)"
+        case .badRequest(let message), .invalidInput(let message), .unsupportedMediaType(let message),
+             .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message),
+             .unavailable(let message), .modelFailure(let message), .outOfMemory(let message):
+            return message
+        case .queueFull(let model, let capacity):
+            return "Model \(model) has \(capacity) requests queued, its limit (job_queue_size); retry later"
+        case .deadlineExceeded(let model, let timeout):
+            return "Request to model \(model) passed its deadline of \(timeout) ms"
+        }
+    }
+}

@@ -1,0 +1,271 @@
+import Foundation
+import Logging
+import ModelArchive
+import Torch
+
+/// One registered version of a model: its archive, handler, settings, queue and workers.
+///
+/// The workers of a version on one device share one loaded module, so N workers cost one copy
+/// of the weights plus their activations.
+final class ModelVersion: @unchecked Sendable {
+    let name: String
+    let version: String
+    /// The `url` it was registered from, as describe shows it.
+    let modelURL: String
+    let archive: OpenedArchive
+    let handler: any Handler
+    let queue: BatchQueue
+    let logger: Logger
+
+    private let lock = NSLock()
+    private var _settings: ModelSettings
+    private var workers: [Worker] = []
+    private var modules: [Device: ScriptModule] = [:]
+    /// Serialises module loading so the first worker on a device loads and the others reuse.
+    private let loadLock = NSLock()
+
+    init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
+         settings: ModelSettings, queueCapacity: Int, logger: Logger) {
+        self.name = name
+        self.version = version
+        self.modelURL = modelURL
+        self.archive = archive
+        self.handler = handler
+        self._settings = settings
+        self.queue = BatchQueue(capacity: queueCapacity)
+        var logger = logger
+        logger[metadataKey: "model"] = "\(name)/\(version)"
+        self.logger = logger
+    }
+
+    var settings: ModelSettings {
+        lock.lock()
+        defer { lock.unlock() }
+        return _settings
+    }
+
+    var workerInfos: [WorkerInfo] {
+        lock.lock()
+        defer { lock.unlock() }
+        return workers.map(\.info)
+    }
+
+    var readyWorkerCount: Int {
+        workerInfos.filter { $0.status == .ready }.count
+    }
+
+    /// Bytes of the weights of one loaded module (shared by the workers of a device).
+    var weightBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return modules.values.first?.weightBytes ?? 0
+    }
+
+    // MARK: Requests
+
+    /// Queues a request and waits for its answer.
+    func submit(_ request: InferenceRequest, timeout: Duration) async throws -> InferenceResponse {
+        guard readyWorkerCount > 0 else {
+            throw ModelServerError.unavailable("Model \(name) version \(version) has no live worker; scale it up or check its logs")
+        }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        return try await withCheckedThrowingContinuation { continuation in
+            let job = InferenceJob(request: request, deadline: deadline, continuation: continuation)
+            do throws(ModelServerError) {
+                try queue.enqueue(job, model: name)
+            } catch {
+                job.finish(.failure(error))
+            }
+        }
+    }
+
+    // MARK: Workers
+
+    /// Starts or retires workers until `count` run, waiting for new ones to load.
+    /// - Throws: `ModelServerError.modelFailure` if a new worker could not load its module.
+    func scale(to count: Int, placement: DevicePlacement, nextWorkerID: @Sendable () -> Int) async throws {
+        let settings = self.settings
+        // Worker k's device depends only on k, so the devices of any count are known up front.
+        let devices = try (0..<count).map {
+            try placement.device(forWorker: $0, forceCPU: settings.forceCPU, deviceIds: settings.deviceIds)
+        }
+        let started = adjustWorkers(to: count, devices: devices, nextWorkerID: nextWorkerID)
+        queue.wakeAll()
+
+        var failures: [String] = []
+        for worker in started {
+            let outcome: Result<Void, ModelServerError> = await withCheckedContinuation { continuation in
+                worker.start(name: "worker-\(worker.id)-\(name)") { [self] in
+                    run(worker, settings: settings) { continuation.resume(returning: $0) }
+                }
+            }
+            if case .failure(let error) = outcome { failures.append(error.description) }
+        }
+        if let first = failures.first {
+            throw ModelServerError.modelFailure("\(failures.count) of \(started.count) workers of \(name) failed to load: \(first)")
+        }
+    }
+
+    /// Retires the newest workers beyond `count`, or creates (unstarted) workers up to it.
+    /// Retired workers finish their current batch; queued jobs stay queued for the others.
+    private func adjustWorkers(to count: Int, devices: [Device], nextWorkerID: () -> Int) -> [Worker] {
+        lock.lock()
+        defer { lock.unlock() }
+        let live = workers.filter { !$0.isRetired }
+        if live.count > count {
+            for worker in live.suffix(live.count - count) { worker.retire() }
+            workers.removeAll { $0.isRetired }
+            return []
+        }
+        let started = (live.count..<count).map { Worker(id: nextWorkerID(), device: devices[$0]) }
+        workers += started
+        return started
+    }
+
+    /// Stops every worker and answers what is still queued with 503.
+    func shutdown() {
+        lock.lock()
+        for worker in workers { worker.retire() }
+        workers.removeAll()
+        lock.unlock()
+        for job in queue.close() {
+            job.finish(.failure(.unavailable("Model \(name) version \(version) was unregistered or the server stopped")))
+        }
+    }
+
+    /// The worker thread: load (or reuse) the module, report, then run batches until retired.
+    private func run(_ worker: Worker, settings: ModelSettings, loaded: (Result<Void, ModelServerError>) -> Void) {
+        let module: ScriptModule
+        do {
+            try TorchRuntime.setIntraOpThreads(settings.intraOpThreads)
+            module = try self.module(for: worker.device, settings: settings)
+        } catch {
+            worker.setStatus(.failed)
+            logger.error("worker \(worker.id) failed to load: \(error)")
+            loaded(.failure(.modelFailure("\(error)")))
+            return
+        }
+        worker.setStatus(.ready)
+        logger.info("worker \(worker.id) ready on \(worker.device)")
+        loaded(.success(()))
+
+        let delay = Duration.milliseconds(settings.maxBatchDelay)
+        while let batch = queue.takeBatch(maxSize: settings.batchSize, maxDelay: delay, shouldStop: { worker.isRetired }) {
+            process(batch, on: module)
+        }
+        logger.info("worker \(worker.id) stopped")
+    }
+
+    /// Preprocesses each job, runs one forward per group of stackable inputs, answers each job.
+    func process(_ batch: [InferenceJob], on module: ScriptModule) {
+        var groups: [[[Int]]: [(InferenceJob, PreparedInput)]] = [:]
+        var order: [[[Int]]] = []
+        let now = ContinuousClock.now
+        for job in batch {
+            if job.deadline <= now {
+                job.finish(.failure(.deadlineExceeded(model: name, timeoutMilliseconds: milliseconds(job.deadline - job.enqueuedAt))))
+                continue
+            }
+            do {
+                let prepared = try handler.preprocess(job.request)
+                let key = prepared.stackingKey
+                if groups[key] == nil { order.append(key) }
+                groups[key, default: []].append((job, prepared))
+            } catch {
+                job.finish(.failure(error))
+            }
+        }
+        for key in order {
+            guard let group = groups[key] else { continue }
+            run(group, on: module)
+        }
+    }
+
+    private func run(_ group: [(InferenceJob, PreparedInput)], on module: ScriptModule) {
+        let output: ModuleOutput
+        let totalRows = group.reduce(0) { $0 + $1.1.rows }
+        do {
+            let inputCount = group[0].1.tensors.count
+            var inputs: [Tensor] = []
+            for position in 0..<inputCount {
+                let parts = group.map { $0.1.tensors[position] }
+                let joined = parts.count == 1 ? parts[0] : try Tensor.concatenate(parts, dim: 0)
+                inputs.append(try joined.to(module.device))
+            }
+            output = try module.forward(inputs)
+        } catch {
+            let message = (error as? TorchError)?.summary ?? "\(error)"
+            logger.error("forward failed: \(error)")
+            for (job, _) in group { job.finish(.failure(.modelFailure("Model \(name) failed: \(message)"))) }
+            return
+        }
+        var row = 0
+        for (job, prepared) in group {
+            do {
+                let slice = group.count == 1 ? output : try output.rows(row, count: prepared.rows, batch: totalRows)
+                job.finish(.success(try handler.postprocess(slice, for: prepared)))
+            } catch let error as ModelServerError {
+                job.finish(.failure(error))
+            } catch {
+                job.finish(.failure(.modelFailure("splitting the batch output failed: \(error)")))
+            }
+            row += prepared.rows
+        }
+    }
+
+    // MARK: Loading
+
+    /// The module for `device`, loaded once and shared by the workers there.
+    private func module(for device: Device, settings: ModelSettings) throws -> ScriptModule {
+        loadLock.lock()
+        defer { loadLock.unlock() }
+        lock.lock()
+        let existing = modules[device]
+        lock.unlock()
+        if let existing { return existing }
+
+        let started = ContinuousClock.now
+        let plain = try ScriptModule(contentsOf: archive.serializedFile, device: device)
+        var chosen = plain
+        let example = try handler.exampleInputs(batchSize: 1).map { try $0.to(device) }
+        let reference = try plain.forward(example)
+        if settings.optimize {
+            chosen = optimized(plain, example: example, reference: reference) ?? plain
+        }
+        // Warm-up: the first calls of each batch size pay libtorch's profiling and fusion passes.
+        for batchSize in Set([1, settings.batchSize]) {
+            let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(device) }
+            for _ in 0..<2 { _ = try chosen.forward(inputs) }
+        }
+        logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(milliseconds(.now - started)) ms (\(plain.weightBytes) bytes of weights\(chosen === plain ? "" : ", optimised"))")
+        lock.lock()
+        modules[device] = chosen
+        lock.unlock()
+        return chosen
+    }
+
+    /// The frozen, optimised module if it gives the plain module's output on `example`; else nil.
+    private func optimized(_ plain: ScriptModule, example: [Tensor], reference: ModuleOutput) -> ScriptModule? {
+        let tolerance = 1e-3
+        do {
+            let candidate = try plain.optimized()
+            guard let expected = reference.firstTensor, let got = try candidate.forward(example).firstTensor else {
+                logger.warning("not optimising: the model returns no tensor to compare")
+                return nil
+            }
+            let difference = try got.maxAbsDifference(expected)
+            guard difference <= tolerance else {
+                logger.warning("not optimising: the optimised module differs by \(difference) (> \(tolerance)) on a test input")
+                return nil
+            }
+            return candidate
+        } catch {
+            logger.warning("not optimising: \(error)")
+            return nil
+        }
+    }
+}
+
+func milliseconds(_ duration: Duration) -> Int {
+    Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import Torch
+
+/// The state of a worker as describe shows it.
+public enum WorkerStatus: String, Sendable {
+    case loading = "LOADING"
+    case ready = "READY"
+    case unloading = "UNLOADING"
+    case failed = "FAILED"
+}
+
+/// What describe shows of one worker.
+public struct WorkerInfo: Sendable, Equatable {
+    public var id: Int
+    public var startTime: Date
+    public var status: WorkerStatus
+    public var device: Device
+}
+
+/// A dedicated thread that runs batches of one model version on one device.
+///
+/// Forward passes block for milliseconds to seconds, so they run here and never on Swift's
+/// cooperative pool or an event loop.
+final class Worker: @unchecked Sendable {
+    let id: Int
+    let device: Device
+    let startTime = Date()
+    private let lock = NSLock()
+    private var _status: WorkerStatus = .loading
+    private var retired = false
+
+    init(id: Int, device: Device) {
+        self.id = id
+        self.device = device
+    }
+
+    var status: WorkerStatus {
+        lock.lock()
+        defer { lock.unlock() }
+        return _status
+    }
+
+    var info: WorkerInfo {
+        WorkerInfo(id: id, startTime: startTime, status: status, device: device)
+    }
+
+    func setStatus(_ status: WorkerStatus) {
+        lock.lock()
+        _status = status
+        lock.unlock()
+    }
+
+    /// Asks the worker to stop after its current batch.
+    func retire() {
+        lock.lock()
+        retired = true
+        _status = .unloading
+        lock.unlock()
+    }
+
+    var isRetired: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return retired
+    }
+
+    /// Starts the thread running `loop`.
+    func start(name: String, _ loop: @escaping @Sendable () -> Void) {
+        let thread = Thread(block: loop)
+        thread.name = name
+        // libtorch's graph executor recurses; give it the stack a main thread has.
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import ModelServer
+
+/// An error as every port renders it: `{"code": 404, "type": "ModelNotFoundException", "message": "…"}`.
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    /// TorchServe's exception name for the status (API.md's error table).
+    public var type: String
+    public var message: String
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, type: String, message: String) {
+        self.status = status
+        self.type = type
+        self.message = message
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        let body = "{\"code\":\(status.code),\"type\":\(jsonString(type)),\"message\":\(jsonString(message))}"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension APIError {
+    /// The one place core errors become statuses.
+    init(_ error: ModelServerError) {
+        let message = error.description
+        switch error {
+        case .modelNotFound: self.init(.notFound, type: "ModelNotFoundException", message: message)
+        case .archiveNotFound: self.init(.notFound, type: "ModelNotFoundException", message: message)
+        case .versionNotFound: self.init(.notFound, type: "ModelVersionNotFoundException", message: message)
+        case .badRequest: self.init(.badRequest, type: "BadRequestException", message: message)
+        case .invalidInput: self.init(.badRequest, type: "InvalidInputException", message: message)
+        case .invalidModel: self.init(.badRequest, type: "InvalidModelException", message: message)
+        case .unsupportedMediaType: self.init(.unsupportedMediaType, type: "UnsupportedMediaTypeException", message: message)
+        case .archiveURLNotAllowed: self.init(.forbidden, type: "InvalidArchiveURLException", message: message)
+        case .conflict: self.init(.conflict, type: "ConflictStatusException", message: message)
+        case .queueFull:
+            self.init(.tooManyRequests, type: "QueueFullException", message: message)
+            headers[.retryAfter] = "1"
+        case .unavailable: self.init(.serviceUnavailable, type: "ServiceUnavailableException", message: message)
+        case .deadlineExceeded: self.init(.gatewayTimeout, type: "DeadlineExceededException", message: message)
+        case .modelFailure: self.init(.internalServerError, type: "InternalServerException", message: message)
+        case .outOfMemory: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), type: "OutOfMemoryException", message: message)
+        }
+    }
+
+    /// Errors Hummingbird raises itself (no route, body too large, ...), in the same JSON shape.
+    init(_ error: HTTPError, request: Request) {
+        switch error.status {
+        case .notFound:
+            self.init(.notFound, type: "ResourceNotFoundException", message: "Requested resource is not found: \(request.method) \(request.uri.path)")
+        case .methodNotAllowed:
+            self.init(.methodNotAllowed, type: "MethodNotAllowedException", message: "Method \(request.method) is not allowed on \(request.uri.path)")
+        case .contentTooLarge:
+            self.init(.contentTooLarge, type: "RequestTooLargeException", message: error.body ?? "Request body is larger than max_request_size")
+        case .badRequest:
+            self.init(.badRequest, type: "BadRequestException", message: error.body ?? "Bad request")
+        default:
+            self.init(error.status, type: "InternalServerException", message: error.body ?? error.status.reasonPhrase)
+        }
+        headers = error.headers
+    }
+
+    static func methodNotAllowed(_ request: Request) -> APIError {
+        APIError(.methodNotAllowed, type: "MethodNotAllowedException", message: "Method \(request.method) is not allowed on \(request.uri.path)")
+    }
+}
+
+/// A JSON string literal for `text`.
+func jsonString(_ text: String) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .withoutEscapingSlashes
+    guard let data = try? encoder.encode(text), let encoded = String(data: data, encoding: .utf8) else {
+        return "\"\""
+    }
+    return encoded
+}
+
+/// A JSON response from encoded text.
+func jsonResponse(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+}

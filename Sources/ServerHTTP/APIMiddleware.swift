@@ -1,0 +1,47 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ModelServer
+
+/// Runs around every route of a port: request id, error rendering, access log.
+struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        let requestID = Self.requestID(from: HeaderName.requestID.flatMap { request.headers[$0] })
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as APIError {
+            response = try error.response(from: request, context: context)
+        } catch let error as ModelServerError {
+            response = try APIError(error).response(from: request, context: context)
+        } catch let error as HTTPError {
+            response = try APIError(error, request: request).response(from: request, context: context)
+        } catch {
+            logger.error("unhandled error on \(request.method) \(request.uri.path): \(error)")
+            response = try APIError(.internalServerError, type: "InternalServerException", message: "\(error)")
+                .response(from: request, context: context)
+        }
+        if let name = HeaderName.requestID { response.headers[name] = requestID }
+        let elapsed = ContinuousClock.now - started
+        let microseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(microseconds)us id=\(requestID)")
+        return response
+    }
+
+    /// The client's id if it is 1–128 visible ASCII characters, else a new UUID.
+    static func requestID(from header: String?) -> String {
+        if let header, !header.isEmpty, header.utf8.count <= 128, header.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            return header
+        }
+        return UUID().uuidString.lowercased()
+    }
+}
+
+/// Header names HTTPTypes does not predefine.
+enum HeaderName {
+    static let requestID = HTTPField.Name("X-Request-Id")
+}

@@ -1,0 +1,25 @@
+import CTorch
+
+/// Process-wide libtorch settings and facts.
+public enum TorchRuntime {
+    /// The libtorch version the shim was built against, e.g. "1.13.1".
+    public static var version: String { String(cString: ctorch_version()) }
+
+    /// CUDA devices libtorch can see (0 with a CPU-only libtorch).
+    public static var cudaDeviceCount: Int { Int(ctorch_cuda_device_count()) }
+
+    /// libtorch's intra-op thread count (shared by every thread of the process).
+    public static var intraOpThreads: Int { Int(ctorch_get_num_threads()) }
+
+    /// Sets libtorch's intra-op thread count.
+    public static func setIntraOpThreads(_ count: Int) throws(TorchError) {
+        guard count >= 1 else { throw TorchError.invalidArgument("intra-op threads must be at least 1, got \(count)") }
+        try check(ctorch_set_num_threads(Int32(clamping: count)), "setting \(count) intra-op threads")
+    }
+
+    /// Sets libtorch's inter-op thread count; only possible before any inter-op work ran.
+    public static func setInterOpThreads(_ count: Int) throws(TorchError) {
+        guard count >= 1 else { throw TorchError.invalidArgument("inter-op threads must be at least 1, got \(count)") }
+        try check(ctorch_set_num_interop_threads(Int32(clamping: count)), "setting \(count) inter-op threads")
+    }
+}

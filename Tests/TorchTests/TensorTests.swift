@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+@testable import Torch
+
+@Suite struct TensorTests {
+    @Test func roundTripKeepsShapeTypeAndValues() throws {
+        let tensor = try Tensor.copying([Int32](1...6), shape: [2, 3])
+        #expect(tensor.shape == [2, 3])
+        #expect(tensor.dtype == .int32)
+        #expect(tensor.device == .cpu)
+        #expect(try tensor.toArray(of: Int32.self) == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func shapeMismatchIsRejected() {
+        #expect(throws: TorchError.self) { try Tensor.copying([Float](repeating: 0, count: 5), shape: [2, 3]) }
+        #expect(throws: TorchError.self) { try Tensor.empty(shape: [2, -1], dtype: .float32) }
+    }
+
+    @Test func wrongElementTypeIsRejected() throws {
+        let tensor = try Tensor.copying([Float](repeating: 1, count: 4), shape: [4])
+        #expect(throws: TorchError.self) { try tensor.toArray(of: Int64.self) }
+    }
+
+    @Test func emptyTensorIsFilledInPlace() throws {
+        let tensor = try Tensor.empty(shape: [2, 2], dtype: .float32)
+        try tensor.withUnsafeMutableBufferPointer(as: Float.self) { buffer in
+            for index in buffer.indices { buffer[index] = Float(index) * 0.5 }
+        }
+        #expect(try tensor.toArray(of: Float.self) == [0, 0.5, 1, 1.5])
+    }
+
+    final class Owner {
+        let pointer: UnsafeMutablePointer<Float>
+        let released: UnsafeMutablePointer<Bool>
+        init(count: Int, released: UnsafeMutablePointer<Bool>) {
+            pointer = .allocate(capacity: count)
+            self.released = released
+        }
+        deinit {
+            pointer.deallocate()
+            released.pointee = true
+        }
+    }
+
+    @Test func adoptedMemoryIsSharedAndReleasedWithTheTensor() throws {
+        let released = UnsafeMutablePointer<Bool>.allocate(capacity: 1)
+        defer { released.deallocate() }
+        released.pointee = false
+        do {
+            var owner: Owner? = Owner(count: 3, released: released)
+            let pointer = try #require(owner?.pointer)
+            pointer.update(from: [1, 2, 3], count: 3)
+            let tensor = try Tensor.adopting(UnsafeMutableRawPointer(pointer), shape: [3], dtype: .float32, owner: try #require(owner))
+            owner = nil
+            #expect(released.pointee == false)
+            pointer[1] = 20  // no copy: the tensor sees the caller's memory
+            #expect(try tensor.toArray(of: Float.self) == [1, 20, 3])
+        }
+        #expect(released.pointee == true)
+    }
+
+    @Test func argmaxSoftmaxTopK() throws {
+        // Two rows of logits.
+        let logits = try Tensor.copying([Float]([1, 3, 2, 0, -1, 5]), shape: [2, 3])
+        #expect(try logits.argmax(dim: 1).toArray(of: Int64.self) == [1, 2])
+        let probabilities = try logits.softmax(dim: 1).toArray(of: Float.self)
+        let firstRow = [Float]([1, 3, 2]).map { exp($0) }
+        let sum = firstRow.reduce(0, +)
+        for (got, want) in zip(probabilities.prefix(3), firstRow.map { $0 / sum }) {
+            #expect(abs(got - want) < 1e-6)
+        }
+        let (values, indices) = try logits.topK(2, dim: 1)
+        #expect(try values.toArray(of: Float.self) == [3, 2, 5, 0])
+        #expect(try indices.toArray(of: Int64.self) == [1, 2, 2, 0])
+    }
+
+    @Test func stackSelectNarrowConcatenate() throws {
+        let a = try Tensor.copying([Float]([1, 2]), shape: [2])
+        let b = try Tensor.copying([Float]([3, 4]), shape: [2])
+        let stacked = try Tensor.stack([a, b])
+        #expect(stacked.shape == [2, 2])
+        #expect(try stacked.select(dim: 0, index: 1).toArray(of: Float.self) == [3, 4])
+        #expect(try stacked.narrow(dim: 1, start: 1, length: 1).toArray(of: Float.self) == [2, 4])
+        #expect(try Tensor.concatenate([a, b]).toArray(of: Float.self) == [1, 2, 3, 4])
+        #expect(throws: TorchError.self) { try Tensor.stack([a, try Tensor.copying([Float]([1]), shape: [1])]) }
+    }
+
+    @Test func conversionAndDeviceMoves() throws {
+        let tensor = try Tensor.copying([Float]([1.7, -2.2]), shape: [2])
+        #expect(try tensor.converted(to: .int64).toArray(of: Int64.self) == [1, -2])
+        #expect(try tensor.to(.cpu).toArray(of: Float.self) == [1.7, -2.2])
+        if TorchRuntime.cudaDeviceCount == 0 {
+            let error = try #require(throws: TorchError.self) { try tensor.to(.cuda(0)) }
+            #expect(!error.summary.isEmpty)
+        } else {
+            let onGPU = try tensor.to(.cuda(0))
+            #expect(onGPU.device == .cuda(0))
+            #expect(try onGPU.toArray(of: Float.self) == [1.7, -2.2])
+        }
+    }
+
+    @Test func intraOpThreads() throws {
+        let before = TorchRuntime.intraOpThreads
+        try TorchRuntime.setIntraOpThreads(1)
+        #expect(TorchRuntime.intraOpThreads == 1)
+        try TorchRuntime.setIntraOpThreads(before)
+        #expect(throws: TorchError.self) { try TorchRuntime.setIntraOpThreads(0) }
+        #expect(TorchRuntime.version.hasPrefix("1.") || TorchRuntime.version.hasPrefix("2."))
+    }
+}
+
+@Suite struct DevicePlacementTests {
+    @Test func cpuWithoutGPUs() throws {
+        let placement = DevicePlacement(visibleGPUs: 0)
+        #expect(try placement.device(forWorker: 0) == .cpu)
+        #expect(try placement.device(forWorker: 3) == .cpu)
+    }
+
+    @Test func roundRobinOverGPUs() throws {
+        let placement = DevicePlacement(visibleGPUs: 3)
+        #expect(try (0..<7).map { try placement.device(forWorker: $0) } == [.cuda(0), .cuda(1), .cuda(2), .cuda(0), .cuda(1), .cuda(2), .cuda(0)])
+    }
+
+    @Test func numberOfGPULimitsTheDevices() throws {
+        let placement = DevicePlacement(visibleGPUs: 4, limit: 2)
+        #expect(placement.gpuCount == 2)
+        #expect(try (0..<3).map { try placement.device(forWorker: $0) } == [.cuda(0), .cuda(1), .cuda(0)])
+        #expect(DevicePlacement(visibleGPUs: 1, limit: 8).gpuCount == 1)
+        #expect(try DevicePlacement(visibleGPUs: 2, limit: 0).device(forWorker: 1) == .cpu)
+    }
+
+    @Test func deviceIdsAndForcedCPU() throws {
+        let placement = DevicePlacement(visibleGPUs: 4)
+        #expect(try (0..<3).map { try placement.device(forWorker: $0, deviceIds: [2, 3]) } == [.cuda(2), .cuda(3), .cuda(2)])
+        #expect(try placement.device(forWorker: 1, forceCPU: true) == .cpu)
+        #expect(throws: TorchError.self) { try placement.device(forWorker: 0, deviceIds: [4]) }
+        #expect(Device.cuda(1).description == "cuda:1")
+    }
+}
