@@ -20,6 +20,8 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try APIError(error).response(from: request, context: context)
         } catch let error as HTTPError {
             response = try APIError(error, request: request).response(from: request, context: context)
+        } catch let error as any HTTPResponseError {
+            response = try APIError(HTTPError(error.status), request: request).response(from: request, context: context)
         } catch {
             logger.error("unhandled error on \(request.method) \(request.uri.path): \(error)")
             response = try APIError(.internalServerError, type: "InternalServerException", message: "\(error)")

@@ -35,7 +35,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: server.configuration.maxRequestSize)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw APIError(.contentTooLarge, type: "RequestTooLargeException",
                            message: "Request body is larger than max_request_size (\(server.configuration.maxRequestSize) bytes)")
         }

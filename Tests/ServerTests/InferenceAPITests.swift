@@ -1,0 +1,132 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import ModelServer
+import ServerHTTP
+import TestFixtures
+import Testing
+
+/// End to end through a real server on a random loopback port, real libtorch and real images.
+@Suite struct InferenceAPITests {
+    func withServer(_ body: @Sendable (any TestClientProtocol, ModelServer) async throws -> Void) async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let server = store.makeServer()
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"), atStartup: true)
+        let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await app.test(.live) { client in try await body(client, server) }
+    }
+
+    @Test func maskOfEveryFixtureImageEqualsThePythonReference() async throws {
+        let images = ["rgb.png", "rgba.png", "gray.png", "palette.png", "rgb16.png", "interlaced.png",
+                      "baseline.jpg", "progressive.jpg", "gray.jpg", "cmyk.jpg", "gray_alpha.png", "palette_trns.png"]
+        // gray16.png is left out on purpose: PIL clips 16-bit gray to 255 where we keep the high byte.
+        try await withServer { client, _ in
+            for image in images {
+                let body = ByteBuffer(bytes: try Fixtures.bytes("images/\(image)"))
+                // Trailing slash as in the reference deployment's `http POST .../predictions/fastunet/`.
+                try await client.execute(uri: "/predictions/unet_tiny/", method: .post, body: body) { response in
+                    #expect(response.status == .ok, "\(image)")
+                    #expect(response.headers[.contentType] == "application/json")
+                    let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: String]
+                    #expect(json?.keys.sorted() == ["base64_prediction"])
+                    let mask = Data(base64Encoded: json?["base64_prediction"] ?? "").map { [UInt8]($0) }
+                    #expect(mask?.count == 96 * 128, "\(image)")
+                    #expect(mask == (try expectedMask(image)), "\(image): mask differs from the Python reference")
+                }
+            }
+        }
+    }
+
+    @Test func pngAndOverlayOutputs() async throws {
+        try await withServer { client, _ in
+            let body = ByteBuffer(bytes: try Fixtures.bytes("images/rgb.png"))
+            let expected = try expectedMask("rgb.png")
+            try await client.execute(uri: "/predictions/unet_tiny", method: .post, headers: [.accept: "image/png"], body: body) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "image/png")
+                #expect(Array(buffer: response.body).starts(with: [0x89, 0x50, 0x4E, 0x47]))
+            }
+            // The query parameter beats Accept.
+            try await client.execute(uri: "/predictions/unet_tiny?output=json", method: .post, headers: [.accept: "image/png"], body: body) { response in
+                #expect(response.headers[.contentType] == "application/json")
+            }
+            try await client.execute(uri: "/predictions/unet_tiny?output=overlay", method: .post, body: body) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "image/png")
+            }
+            try await client.execute(uri: "/predictions/unet_tiny?size=original", method: .post, body: body) { response in
+                let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: String]
+                let mask = Data(base64Encoded: json?["base64_prediction"] ?? "").map { [UInt8]($0) } ?? []
+                let info = try fixtureImage("rgb.png")
+                #expect(mask.count == info.width * info.height)
+                // Nearest-neighbour: the top-left pixel keeps the model-size mask's top-left class.
+                #expect(mask.first == expected.first)
+            }
+            try await client.execute(uri: "/predictions/unet_tiny?output=jpeg", method: .post, body: body) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+    }
+
+    @Test func errorsAreJSONWithTorchServeTypes() async throws {
+        try await withServer { client, _ in
+            let png = ByteBuffer(bytes: try Fixtures.bytes("images/rgb.png"))
+            let cases: [(String, HTTPRequest.Method, ByteBuffer, HTTPResponse.Status, String)] = [
+                ("/predictions/nope", .post, png, .notFound, "ModelNotFoundException"),
+                ("/predictions/unet_tiny/9.9", .post, png, .notFound, "ModelVersionNotFoundException"),
+                ("/predictions/unet_tiny", .post, ByteBuffer(), .badRequest, "InvalidInputException"),
+                ("/predictions/unet_tiny", .post, ByteBuffer(bytes: try Fixtures.bytes("images/not_an_image.txt")), .unsupportedMediaType, "UnsupportedMediaTypeException"),
+                ("/predictions/unet_tiny", .post, ByteBuffer(bytes: try Fixtures.bytes("images/truncated.png")), .badRequest, "InvalidInputException"),
+                ("/predictions/unet_tiny", .get, ByteBuffer(), .methodNotAllowed, "MethodNotAllowedException"),
+                ("/no/such/route", .get, ByteBuffer(), .notFound, "ResourceNotFoundException"),
+            ]
+            for (uri, method, body, status, type) in cases {
+                try await client.execute(uri: uri, method: method, body: body) { response in
+                    #expect(response.status == status, "\(method) \(uri)")
+                    let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                    #expect(json?["code"] as? Int == Int(status.code), "\(uri)")
+                    #expect(json?["type"] as? String == type, "\(uri)")
+                    #expect((json?["message"] as? String)?.isEmpty == false, "\(uri)")
+                    #expect(response.headers[HTTPField.Name("X-Request-Id")!] != nil)
+                }
+            }
+            // The server keeps serving after bad input.
+            try await client.execute(uri: "/predictions/unet_tiny", method: .post, body: png) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test func oversizedBodyIs413() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
+        configuration.maxRequestSize = 1000
+        let server = ModelServer(configuration: configuration, logger: quietLogger)
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/predictions/unet_tiny", method: .post, body: ByteBuffer(repeating: 0, count: 5000)) { response in
+                #expect(response.status == .contentTooLarge)
+                let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(json?["type"] as? String == "RequestTooLargeException")
+            }
+        }
+    }
+
+    @Test func pingAndRequestID() async throws {
+        try await withServer { client, _ in
+            try await client.execute(uri: "/ping", method: .get, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"]) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"Healthy\"}")
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] == "abc-123")
+            }
+        }
+    }
+}
+

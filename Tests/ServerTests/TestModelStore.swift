@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import ModelServer
+import TestFixtures
+
+/// A temporary model store holding the tiny U-Net fixture as an unpacked archive folder.
+struct TestModelStore {
+    let root: URL
+    let work: URL
+
+    init(config: String = TestModelStore.segmenterConfig) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)", isDirectory: true)
+        work = root.appendingPathComponent(".work", isDirectory: true)
+        try addFolderArchive(name: "unet_tiny", model: "models/unet_tiny.pt", config: config)
+    }
+
+    static let segmenterConfig = """
+        minWorkers: 1
+        handler:
+          kind: image_segmenter
+          inputSize: [96, 128]
+          numClasses: 5
+        """
+
+    /// Writes `<name>/` with a TorchServe manifest, the model and `model-config.yaml`.
+    func addFolderArchive(name: String, version: String = "1.0", model: String, config: String) throws {
+        let folder = root.appendingPathComponent(name, isDirectory: true)
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("MAR-INF"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.url(model), to: folder.appendingPathComponent("model.pt"))
+        try config.write(to: folder.appendingPathComponent("model-config.yaml"), atomically: true, encoding: .utf8)
+        let manifest = """
+            {"createdOn": "22/11/2026 10:00:00", "runtime": "python", "archiverVersion": "0.12.0",
+             "model": {"modelName": "\(name)", "serializedFile": "model.pt", "handler": "image_segmenter",
+                       "modelVersion": "\(version)", "configFile": "model-config.yaml"}}
+            """
+        try manifest.write(to: folder.appendingPathComponent("MAR-INF/MANIFEST.json"), atomically: true, encoding: .utf8)
+    }
+
+    func makeServer(queueSize: Int = 100) -> ModelServer {
+        var configuration = ServerConfiguration(modelStore: root, workDirectory: work)
+        configuration.jobQueueSize = queueSize
+        return ModelServer(configuration: configuration, logger: quietLogger)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+/// The expected 96×128 mask of a fixture image, made by the Python pipeline.
+func expectedMask(_ image: String) throws -> [UInt8] {
+    try Fixtures.bytes("expected/\(try fixtureImage(image).stem).mask.u8")
+}
+
+/// A fixture image's entry in `images/images.json`.
+struct FixtureImage: Decodable {
+    let file: String
+    let stem: String
+    let width: Int
+    let height: Int
+}
+
+func fixtureImage(_ file: String) throws -> FixtureImage {
+    struct Listing: Decodable { let images: [FixtureImage] }
+    let listing = try JSONDecoder().decode(Listing.self, from: Data(contentsOf: Fixtures.url("images/images.json")))
+    guard let found = listing.images.first(where: { $0.file == file }) else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: file])
+    }
+    return found
+}
+
+/// Tests log warnings and errors only.
+let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    return logger
+}()
