@@ -173,6 +173,68 @@ public final class ModelServer: @unchecked Sendable {
         }
     }
 
+    // MARK: Management
+
+    /// Runs exactly `minWorkers` workers for a model's default version, or for `version`.
+    /// - Parameter wait: wait until new workers are READY (or failed).
+    public func scale(model: String, version: String? = nil, minWorkers: Int, maxWorkers: Int, wait: Bool) async throws {
+        let target = try resolve(model: model, version: version)
+        target.updateSettings { $0.minWorkers = minWorkers; $0.maxWorkers = maxWorkers }
+        if wait {
+            try await target.scale(to: minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
+        } else {
+            let placement = self.placement
+            Task { [logger] in
+                do {
+                    try await target.scale(to: minWorkers, placement: placement, nextWorkerID: self.allocateWorkerID)
+                } catch {
+                    logger.error("scaling \(model) to \(minWorkers) workers failed: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Makes `version` the one `/predictions/{model}` uses.
+    public func setDefault(model: String, version: String) throws(ModelServerError) {
+        _ = try resolve(model: model, version: version)
+        lock.lock()
+        defaults[model] = version
+        lock.unlock()
+        logger.info("default version of \(model) is now \(version)")
+    }
+
+    /// Unregisters a model's default version, or `version`; queued requests are answered 503.
+    /// Refuses to remove the default version while other versions remain.
+    public func unregister(model: String, version: String? = nil) throws(ModelServerError) {
+        lock.lock()
+        guard let versions = models[model] else {
+            lock.unlock()
+            throw .modelNotFound(model: model)
+        }
+        let wanted = version ?? defaults[model]
+        guard let target = versions.first(where: { $0.version == wanted }) else {
+            lock.unlock()
+            throw .versionNotFound(model: model, version: wanted ?? "")
+        }
+        if target.version == defaults[model] && versions.count > 1 {
+            lock.unlock()
+            throw .invalidVersionOperation(
+                "Cannot remove the default version \(target.version) of model \(model) while other versions exist; set another default first")
+        }
+        models[model]?.removeAll { $0 === target }
+        if models[model]?.isEmpty == true {
+            models[model] = nil
+            defaults[model] = nil
+            startupModels.remove(model)
+        }
+        lock.unlock()
+        target.shutdown()
+        if let folder = target.archive.extractedFolder {
+            try? FileManager.default.removeItem(at: folder)
+        }
+        logger.info("unregistered \(model) version \(target.version)")
+    }
+
     // MARK: Health
 
     /// nil when ready; else why not (for `/ping`'s 503).

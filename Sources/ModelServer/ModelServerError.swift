@@ -17,6 +17,10 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
     case archiveNotFound(String)
     /// The registration URL is not allowed: `file://`, outside the model store, or no `allowed_urls` match.
     case archiveURLNotAllowed(String)
+    /// Register, unregister and swap are off (`enable_model_api=false`).
+    case modelAPIDisabled
+    /// The version cannot be changed that way (deleting the default while others exist).
+    case invalidVersionOperation(String)
     /// The name and version are registered already.
     case conflict(String)
     /// The model's queue is full; retry later.
@@ -37,6 +41,10 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
         case .badRequest(let message), .invalidInput(let message), .unsupportedMediaType(let message),
              .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message),
              .unavailable(let message), .modelFailure(let message), .outOfMemory(let message):
+            return message
+        case .modelAPIDisabled:
+            return "Model API is disabled; start the server with --enable-model-api or enable_model_api=true to register or unregister models"
+        case .invalidVersionOperation(let message):
             return message
         case .queueFull(let model, let capacity):
             return "Model \(model) has \(capacity) requests queued, its limit (job_queue_size); retry later"

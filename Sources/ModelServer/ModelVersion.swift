@@ -44,6 +44,12 @@ final class ModelVersion: @unchecked Sendable {
         return _settings
     }
 
+    func updateSettings(_ change: (inout ModelSettings) -> Void) {
+        lock.lock()
+        change(&_settings)
+        lock.unlock()
+    }
+
     var workerInfos: [WorkerInfo] {
         lock.lock()
         defer { lock.unlock() }

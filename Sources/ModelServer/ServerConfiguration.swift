@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     /// Largest image, in pixels, accepted before decoding its pixels.
     public var pixelLimit = ImageDecoder.defaultPixelLimit
     public var extractionLimits = ExtractionLimits.default
+    /// Whether the management API may register and unregister models (`enable_model_api`).
+    public var enableModelAPI = false
 
     public init(modelStore: URL, workDirectory: URL) {
         self.modelStore = modelStore

@@ -37,6 +37,8 @@ extension APIError {
         case .invalidModel: self.init(.badRequest, type: "InvalidModelException", message: message)
         case .unsupportedMediaType: self.init(.unsupportedMediaType, type: "UnsupportedMediaTypeException", message: message)
         case .archiveURLNotAllowed: self.init(.forbidden, type: "InvalidArchiveURLException", message: message)
+        case .modelAPIDisabled: self.init(.forbidden, type: "ModelApiDisabledException", message: message)
+        case .invalidVersionOperation: self.init(.forbidden, type: "InvalidModelVersionException", message: message)
         case .conflict: self.init(.conflict, type: "ConflictStatusException", message: message)
         case .queueFull:
             self.init(.tooManyRequests, type: "QueueFullException", message: message)

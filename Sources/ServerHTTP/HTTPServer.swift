@@ -16,4 +16,17 @@ public enum HTTPServer {
             configuration: .init(address: .hostname(host, port: port), serverName: "swift-model-server"),
             logger: logger)
     }
+
+    /// The management port's application, listening on `host:port`.
+    public static func managementApplication(
+        server: ModelServer, host: String, port: Int, logger: Logger
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIMiddleware(logger: logger))
+        ManagementAPI<BasicRequestContext>(server: server).addRoutes(to: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "swift-model-server"),
+            logger: logger)
+    }
 }

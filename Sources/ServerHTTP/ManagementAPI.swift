@@ -1,0 +1,209 @@
+import Foundation
+import Hummingbird
+import ModelServer
+import Torch
+
+/// The management port: register, list, describe, scale, set-default, unregister.
+public struct ManagementAPI<Context: RequestContext>: Sendable {
+    let server: ModelServer
+
+    public init(server: ModelServer) {
+        self.server = server
+    }
+
+    /// Adds this port's routes to `router`.
+    public func addRoutes(to router: Router<Context>) {
+        router.post("/models") { request, _ in try await register(request) }
+        router.get("/models") { request, _ in try list(request) }
+        router.get("/models/:model") { _, context in try describe(context, version: nil) }
+        router.get("/models/:model/:version") { _, context in try describe(context, version: context.parameters.require("version")) }
+        router.put("/models/:model") { request, context in try await scale(request, context, version: nil) }
+        router.put("/models/:model/:version") { request, context in try await scale(request, context, version: context.parameters.require("version")) }
+        router.put("/models/:model/:version/set-default") { _, context in try setDefault(context) }
+        router.delete("/models/:model") { _, context in try unregister(context, version: nil) }
+        router.delete("/models/:model/:version") { _, context in try unregister(context, version: context.parameters.require("version")) }
+    }
+
+    func register(_ request: Request) async throws -> Response {
+        guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
+        var request = request
+        var parameters = RequestParameters(request)
+        if request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true {
+            try parameters.merge(jsonBody: try await request.collectBody(upTo: 1 << 20))
+        }
+        let options = RegistrationOptions(
+            url: try parameters.required("url"),
+            modelName: parameters.string("model_name"),
+            batchSize: try parameters.int("batch_size", in: 1...1024),
+            maxBatchDelay: try parameters.int("max_batch_delay", in: 0...60_000),
+            initialWorkers: try parameters.int("initial_workers", in: 0...256),
+            responseTimeout: try parameters.int("response_timeout", in: 1...86_400),
+            startupTimeout: try parameters.int("startup_timeout", in: 1...86_400))
+        if parameters.string("handler") != nil {
+            throw ModelServerError.badRequest("parameter handler is not supported yet; declare the handler in the archive")
+        }
+        let synchronous = try parameters.bool("synchronous") ?? true
+        if !synchronous {
+            let server = self.server
+            Task { try? await server.register(options) }
+            return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
+        }
+        let description = try await server.register(options)
+        let workers = description.settings.minWorkers
+        let status = workers == 0
+            ? "Model \"\(description.modelName)\" Version: \(description.modelVersion) registered with 0 initial workers. Use scale workers API to add workers for the model."
+            : "Model \"\(description.modelName)\" Version: \(description.modelVersion) registered with \(workers) initial workers"
+        return jsonResponse("{\"status\":\(jsonString(status))}")
+    }
+
+    func list(_ request: Request) throws -> Response {
+        let parameters = RequestParameters(request)
+        var limit = Int(parameters.string("limit") ?? "") ?? 100
+        if limit < 1 || limit > 100 { limit = 100 }
+        let start = try parameters.int("next_page_token", in: 0...Int.max) ?? 0
+        let all = server.listModels()
+        let page = all.dropFirst(start).prefix(limit)
+        let models = page.map { "{\"modelName\":\(jsonString($0.name)),\"modelUrl\":\(jsonString($0.url))}" }
+        let token = start + page.count < all.count ? "\"nextPageToken\":\"\(start + page.count)\"," : ""
+        return jsonResponse("{\(token)\"models\":[\(models.joined(separator: ","))]}")
+    }
+
+    func describe(_ context: Context, version: String?) throws -> Response {
+        let model = try context.parameters.require("model")
+        let descriptions = try server.describe(model: model, version: version)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let body = try encoder.encode(descriptions.map(DescribedModel.init))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: body)))
+    }
+
+    func scale(_ request: Request, _ context: Context, version: String?) async throws -> Response {
+        let model = try context.parameters.require("model")
+        let parameters = RequestParameters(request)
+        if try parameters.bool("swap") == true {
+            throw ModelServerError.badRequest("swap is not supported yet; register the new version, then set-default")
+        }
+        let minWorkers = try parameters.int("min_worker", in: 0...256) ?? 1
+        let maxWorkers = try parameters.int("max_worker", in: minWorkers...256) ?? minWorkers
+        let synchronous = try parameters.bool("synchronous") ?? false
+        let timeout = try parameters.int("timeout", in: -1...86_400) ?? -1
+        if !synchronous {
+            try await server.scale(model: model, version: version, minWorkers: minWorkers, maxWorkers: maxWorkers, wait: false)
+            return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
+        }
+        let server = self.server
+        let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await server.scale(model: model, version: version, minWorkers: minWorkers, maxWorkers: maxWorkers, wait: true)
+                return true
+            }
+            if timeout >= 0 {
+                group.addTask {
+                    try await Task.sleep(for: .seconds(timeout))
+                    return false
+                }
+            }
+            let first = try await group.next() ?? true
+            if !first {
+                // The scaling goes on in the background; only the wait is cut short.
+                return false
+            }
+            group.cancelAll()
+            return true
+        }
+        guard finished else {
+            return jsonResponse("{\"status\":\"Workers scaling in progress...\"}", status: .partialContent)
+        }
+        let suffix = version.map { ", version: \($0)" } ?? ""
+        return jsonResponse("{\"status\":\(jsonString("Workers scaled to \(minWorkers) for model: \(model)\(suffix)"))}")
+    }
+
+    func setDefault(_ context: Context) throws -> Response {
+        let model = try context.parameters.require("model")
+        let version = try context.parameters.require("version")
+        try server.setDefault(model: model, version: version)
+        return jsonResponse("{\"status\":\(jsonString("Default version successfully updated for model \"\(model)\" to \"\(version)\""))}")
+    }
+
+    func unregister(_ context: Context, version: String?) throws -> Response {
+        guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
+        let model = try context.parameters.require("model")
+        try server.unregister(model: model, version: version)
+        return jsonResponse("{\"status\":\(jsonString("Model \"\(model)\" unregistered"))}")
+    }
+}
+
+/// Describe's JSON for one version (API.md).
+struct DescribedModel: Encodable {
+    struct Worker: Encodable {
+        var id: String
+        var startTime: String
+        var status: String
+        var memoryUsage: Int
+        var pid: Int32
+        var gpu: Bool
+        var device: String
+        var gpuUsage: String
+    }
+
+    struct QueueStatus: Encodable {
+        var remainingCapacity: Int
+        var pendingRequests: Int
+    }
+
+    var modelName: String
+    var modelVersion: String
+    var modelUrl: String
+    var runtime: String
+    var handler: String
+    var isDefault: Bool
+    var minWorkers: Int
+    var maxWorkers: Int
+    var batchSize: Int
+    var maxBatchDelay: Int
+    var responseTimeout: Int
+    var startupTimeout: Int
+    var deviceType: String
+    var deviceIds: [Int]
+    var loadedAtStartup: Bool
+    var workers: [Worker]
+    var jobQueueStatus: QueueStatus
+
+    init(_ description: ModelDescription) {
+        let settings = description.settings
+        let usesGPU = description.workers.contains { $0.device.isCUDA }
+        modelName = description.modelName
+        modelVersion = description.modelVersion
+        modelUrl = description.modelURL
+        runtime = description.runtime
+        handler = description.handler
+        isDefault = description.isDefault
+        minWorkers = settings.minWorkers
+        maxWorkers = settings.maxWorkers
+        batchSize = settings.batchSize
+        maxBatchDelay = settings.maxBatchDelay
+        responseTimeout = settings.responseTimeout
+        startupTimeout = settings.startupTimeout
+        deviceType = usesGPU ? "gpu" : "cpu"
+        deviceIds = Array(Set(description.workers.compactMap { worker -> Int? in
+            if case .cuda(let index) = worker.device { return index }
+            return nil
+        })).sorted()
+        loadedAtStartup = description.loadedAtStartup
+        workers = description.workers.map { worker in
+            let gpuIndex: Int? = if case .cuda(let index) = worker.device { index } else { nil }
+            return Worker(
+                id: String(worker.id), startTime: timestamp(worker.startTime), status: worker.status.rawValue,
+                memoryUsage: description.weightBytes, pid: getpid(), gpu: gpuIndex != nil,
+                device: worker.device.description, gpuUsage: gpuIndex.map { "gpuId::\($0)" } ?? "N/A")
+        }
+        jobQueueStatus = QueueStatus(
+            remainingCapacity: max(0, description.queueCapacity - description.pendingRequests),
+            pendingRequests: description.pendingRequests)
+    }
+}
+
+/// UTC ISO-8601 with milliseconds, as API.md writes times.
+func timestamp(_ date: Date) -> String {
+    date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+}
