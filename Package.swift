@@ -136,6 +136,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "HandlerTests",
+            dependencies: ["ModelServer", "ModelArchive", "Torch", "TestFixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ServerTests",
             dependencies: [
                 "ServerHTTP", "ModelServer", "TestFixtures",
