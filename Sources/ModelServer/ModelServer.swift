@@ -17,12 +17,17 @@ public final class ModelServer: @unchecked Sendable {
     private var defaults: [String: String] = [:]
     private var startupModels: Set<String> = []
     private var nextWorkerID = 9000
+    private let snapshots: SnapshotStore?
+    /// Serialises snapshot writes so a later state never lands before an earlier one.
+    private let snapshotLock = NSLock()
 
     /// - Parameters:
     ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
-    public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil) {
+    ///   - snapshots: where the registry is persisted after every management change; nil: nowhere.
+    public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil, snapshots: SnapshotStore? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.snapshots = snapshots
         self.placement = DevicePlacement(
             visibleGPUs: visibleGPUs ?? TorchRuntime.cudaDeviceCount, limit: configuration.numberOfGPU)
     }
@@ -64,6 +69,7 @@ public final class ModelServer: @unchecked Sendable {
             throw error
         }
         logger.info("registered \(name) version \(opened.version) with \(settings.minWorkers) workers")
+        try persist()
         return try describe(model: name, version: opened.version)[0]
     }
 
@@ -180,6 +186,7 @@ public final class ModelServer: @unchecked Sendable {
     public func scale(model: String, version: String? = nil, minWorkers: Int, maxWorkers: Int, wait: Bool) async throws {
         let target = try resolve(model: model, version: version)
         target.updateSettings { $0.minWorkers = minWorkers; $0.maxWorkers = maxWorkers }
+        try persist()
         if wait {
             try await target.scale(to: minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
         } else {
@@ -201,6 +208,7 @@ public final class ModelServer: @unchecked Sendable {
         defaults[model] = version
         lock.unlock()
         logger.info("default version of \(model) is now \(version)")
+        try persist()
     }
 
     /// Unregisters a model's default version, or `version`; queued requests are answered 503.
@@ -233,6 +241,61 @@ public final class ModelServer: @unchecked Sendable {
             try? FileManager.default.removeItem(at: folder)
         }
         logger.info("unregistered \(model) version \(target.version)")
+        try persist()
+    }
+
+    // MARK: Snapshots
+
+    /// The registry as a snapshot.
+    public func snapshot() -> Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        let entries = models.keys.sorted().compactMap { name -> Snapshot.Model? in
+            guard let versions = models[name], let defaultVersion = defaults[name] else { return nil }
+            return Snapshot.Model(name: name, defaultVersion: defaultVersion, versions: versions.map { version in
+                let settings = version.settings
+                return Snapshot.Version(
+                    version: version.version, url: version.modelURL, minWorkers: settings.minWorkers,
+                    maxWorkers: settings.maxWorkers, batchSize: settings.batchSize, maxBatchDelay: settings.maxBatchDelay,
+                    responseTimeout: settings.responseTimeout, startupTimeout: settings.startupTimeout)
+            })
+        }
+        return Snapshot(createdOn: Date().formatted(.iso8601), models: entries)
+    }
+
+    /// Writes the current registry to the snapshot store, if there is one.
+    func persist() throws(ModelServerError) {
+        guard let snapshots else { return }
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        do {
+            try snapshots.write(snapshot())
+        } catch {
+            logger.error("snapshot not written: \(error)")
+            throw .modelFailure("the change was applied but the snapshot could not be written: \(error)")
+        }
+    }
+
+    /// Registers every model version of a snapshot with its settings and restores the defaults.
+    /// - Returns: descriptions of what failed to load (the rest are registered).
+    public func restore(_ snapshot: Snapshot) async -> [String] {
+        var failures: [String] = []
+        for model in snapshot.models {
+            for version in model.versions {
+                let options = RegistrationOptions(
+                    url: version.url, modelName: model.name, batchSize: version.batchSize,
+                    maxBatchDelay: version.maxBatchDelay, initialWorkers: version.minWorkers,
+                    responseTimeout: version.responseTimeout, startupTimeout: version.startupTimeout,
+                    maxWorkers: version.maxWorkers)
+                do {
+                    try await register(options, atStartup: true)
+                } catch {
+                    failures.append("\(model.name) version \(version.version) from \(version.url): \(error)")
+                }
+            }
+            try? setDefault(model: model.name, version: model.defaultVersion)
+        }
+        return failures
     }
 
     // MARK: Health

@@ -8,9 +8,12 @@ public struct RegistrationOptions: Sendable, Equatable {
     public var initialWorkers: Int?
     public var responseTimeout: Int?
     public var startupTimeout: Int?
+    public var maxWorkers: Int?
 
     public init(url: String, modelName: String? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
-                initialWorkers: Int? = nil, responseTimeout: Int? = nil, startupTimeout: Int? = nil) {
+                initialWorkers: Int? = nil, responseTimeout: Int? = nil, startupTimeout: Int? = nil,
+                maxWorkers: Int? = nil) {
+        self.maxWorkers = maxWorkers
         self.url = url
         self.modelName = modelName
         self.batchSize = batchSize
@@ -30,5 +33,6 @@ public struct RegistrationOptions: Sendable, Equatable {
         }
         if let responseTimeout { settings.responseTimeout = responseTimeout }
         if let startupTimeout { settings.startupTimeout = startupTimeout }
+        if let maxWorkers { settings.maxWorkers = max(settings.minWorkers, maxWorkers) }
     }
 }

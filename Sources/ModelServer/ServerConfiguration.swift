@@ -4,10 +4,39 @@ import ModelArchive
 
 /// The server's settings, parsed and validated once at start.
 public struct ServerConfiguration: Sendable {
+    /// A listener's `http://host:port`.
+    public struct Address: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Parses `http://host:port`; port 0 picks a free one.
+        public init(parsing text: String) throws(ConfigurationError) {
+            guard let components = URLComponents(string: text), components.scheme?.lowercased() == "http",
+                  let host = components.host, !host.isEmpty, let port = components.port, (0...65535).contains(port),
+                  components.path.isEmpty || components.path == "/"
+            else {
+                throw ConfigurationError(key: "address", message: "'\(text)' is not of the form http://HOST:PORT")
+            }
+            self.init(host: host, port: port)
+        }
+
+        public var description: String { "http://\(host):\(port)" }
+    }
+
+    public var inferenceAddress = Address(host: "127.0.0.1", port: 8080)
+    public var managementAddress = Address(host: "127.0.0.1", port: 8081)
+    public var metricsAddress = Address(host: "127.0.0.1", port: 8082)
     /// Where archives are looked up by name at registration.
     public var modelStore: URL
     /// Where archives are unpacked while registered.
     public var workDirectory: URL
+    /// Archives to register at start (`load_models`): `all`, `FILE.mar` or `NAME=FILE.mar`, comma-separated.
+    public var loadModels: [String] = []
     /// Requests a model version may hold queued before answering 429.
     public var jobQueueSize = 100
     /// Workers per model when neither registration nor model config says.
@@ -17,8 +46,12 @@ public struct ServerConfiguration: Sendable {
     public var defaultStartupTimeout = 120
     /// Largest request body in bytes.
     public var maxRequestSize = 6_553_500
+    /// Largest response body in bytes.
+    public var maxResponseSize = 6_553_500
     /// GPUs to use at most (`number_of_gpu`); nil: all visible.
     public var numberOfGPU: Int?
+    /// Regular expressions a registration URL must match (whole, any case); empty: model store only.
+    public var allowedURLs: [String] = []
     /// libtorch intra-op threads per worker when the model config does not say.
     public var intraOpThreads = 1
     /// Largest image, in pixels, accepted before decoding its pixels.
@@ -26,9 +59,133 @@ public struct ServerConfiguration: Sendable {
     public var extractionLimits = ExtractionLimits.default
     /// Whether the management API may register and unregister models (`enable_model_api`).
     public var enableModelAPI = false
+    /// Whether requests need `Authorization: Bearer <key>` (off with `disable_token_authorization`).
+    public var tokenAuthorization = true
+    /// Minutes inference and management keys live; 0: they never expire.
+    public var tokenExpirationMinutes = 0
+    /// Per-model settings from the `models` key: name → version → registration settings.
+    public var modelSettings: [String: [String: ModelSettingsOverride]] = [:]
 
     public init(modelStore: URL, workDirectory: URL) {
         self.modelStore = modelStore
         self.workDirectory = workDirectory
     }
+
+    /// Keys this server reads from `config.properties`.
+    public static let knownKeys: Set<String> = [
+        "inference_address", "management_address", "metrics_address", "model_store", "load_models",
+        "default_workers_per_model", "job_queue_size", "max_request_size", "max_response_size",
+        "default_response_timeout", "default_startup_timeout", "number_of_gpu", "allowed_urls",
+        "enable_envvars_config", "disable_token_authorization", "enable_model_api", "models",
+        "intra_op_threads", "token_expiration_min",
+    ]
+
+    /// Applies a `config.properties` file (and, with `enable_envvars_config=true`, `TS_<KEY>`
+    /// environment variables) on top of the current values.
+    /// - Returns: warnings for keys that are not known (they are ignored).
+    /// - Throws: `ConfigurationError` naming the key of the first invalid value.
+    @discardableResult
+    public mutating func apply(_ file: PropertiesFile, environment: [String: String] = [:],
+                               relativeTo base: URL) throws(ConfigurationError) -> [String] {
+        var values: [String: String] = [:]
+        var warnings: [String] = []
+        for entry in file.entries {
+            if Self.knownKeys.contains(entry.key) {
+                values[entry.key] = entry.value
+            } else {
+                warnings.append("config.properties line \(entry.line): unknown key '\(entry.key)' is ignored")
+            }
+        }
+        if try Self.bool(values["enable_envvars_config"], key: "enable_envvars_config") ?? false {
+            for key in Self.knownKeys {
+                if let value = environment["TS_" + key.uppercased()] { values[key] = value }
+            }
+        }
+        try apply(values, relativeTo: base)
+        return warnings
+    }
+
+    private mutating func apply(_ values: [String: String], relativeTo base: URL) throws(ConfigurationError) {
+        func address(_ key: String) throws(ConfigurationError) -> Address? {
+            guard let text = values[key] else { return nil }
+            do { return try Address(parsing: text) } catch { throw ConfigurationError(key: key, message: error.message) }
+        }
+        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+            guard let text = values[key] else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw ConfigurationError(key: key, message: "'\(text)' is not an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return value
+        }
+        if let value = try address("inference_address") { inferenceAddress = value }
+        if let value = try address("management_address") { managementAddress = value }
+        if let value = try address("metrics_address") { metricsAddress = value }
+        if let path = values["model_store"] {
+            modelStore = URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL
+        }
+        if let text = values["load_models"] {
+            loadModels = text.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+        }
+        if let value = try int("default_workers_per_model", 0...256) { defaultWorkersPerModel = value }
+        if let value = try int("job_queue_size", 1...1_000_000) { jobQueueSize = value }
+        if let value = try int("max_request_size", 1...Int(Int32.max)) { maxRequestSize = value }
+        if let value = try int("max_response_size", 1...Int(Int32.max)) { maxResponseSize = value }
+        if let value = try int("default_response_timeout", 1...86_400) { defaultResponseTimeout = value }
+        if let value = try int("default_startup_timeout", 1...86_400) { defaultStartupTimeout = value }
+        if let value = try int("number_of_gpu", 0...1024) { numberOfGPU = value }
+        if let value = try int("intra_op_threads", 1...1024) { intraOpThreads = value }
+        if let value = try int("token_expiration_min", 0...(60 * 24 * 365)) { tokenExpirationMinutes = value }
+        if let text = values["allowed_urls"] {
+            allowedURLs = text.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            for pattern in allowedURLs {
+                do { _ = try Regex(pattern) } catch {
+                    throw ConfigurationError(key: "allowed_urls", message: "'\(pattern)' is not a valid regular expression")
+                }
+            }
+        }
+        if let value = try Self.bool(values["disable_token_authorization"], key: "disable_token_authorization") {
+            tokenAuthorization = !value
+        }
+        if let value = try Self.bool(values["enable_model_api"], key: "enable_model_api") { enableModelAPI = value }
+        if let text = values["models"] {
+            do {
+                modelSettings = try JSONDecoder().decode([String: [String: ModelSettingsOverride]].self, from: Data(text.utf8))
+            } catch {
+                throw ConfigurationError(key: "models", message: "is not JSON of the form {\"name\": {\"1.0\": {\"minWorkers\": 1, ...}}}: \(error)")
+            }
+        }
+    }
+
+    static func bool(_ text: String?, key: String) throws(ConfigurationError) -> Bool? {
+        guard let text else { return nil }
+        switch text.lowercased() {
+        case "true": return true
+        case "false": return false
+        default: throw ConfigurationError(key: key, message: "'\(text)' is not true or false")
+        }
+    }
+}
+
+/// Per-model settings from the `models` key of `config.properties` (TorchServe's names).
+public struct ModelSettingsOverride: Sendable, Equatable, Codable {
+    public var marName: String?
+    public var minWorkers: Int?
+    public var maxWorkers: Int?
+    public var batchSize: Int?
+    public var maxBatchDelay: Int?
+    public var responseTimeout: Int?
+    public var defaultVersion: Bool?
+}
+
+/// An invalid configuration value; fatal at start.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var key: String
+    public var message: String
+
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "invalid \(key): \(message)" }
 }

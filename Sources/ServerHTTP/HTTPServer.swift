@@ -4,27 +4,32 @@ import ModelServer
 
 /// Builds the Hummingbird applications of the server's ports.
 public enum HTTPServer {
-    /// The inference port's application, listening on `host:port`.
+    /// The inference port's application.
+    /// - Parameter authorization: checks the inference key; nil when token authorization is off.
     public static func inferenceApplication(
-        server: ModelServer, host: String, port: Int, logger: Logger
+        server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger))
+        if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .inference)) }
         InferenceAPI<BasicRequestContext>(server: server).addRoutes(to: router)
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "swift-model-server"),
-            logger: logger)
+        return application(router, host: host, port: port, logger: logger)
     }
 
-    /// The management port's application, listening on `host:port`.
+    /// The management port's application.
+    /// - Parameter authorization: checks the management key; nil when token authorization is off.
     public static func managementApplication(
-        server: ModelServer, host: String, port: Int, logger: Logger
+        server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger))
-        ManagementAPI<BasicRequestContext>(server: server).addRoutes(to: router)
-        return Application(
+        if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .management)) }
+        ManagementAPI<BasicRequestContext>(server: server, authorization: authorization).addRoutes(to: router)
+        return application(router, host: host, port: port, logger: logger)
+    }
+
+    private static func application(_ router: Router<BasicRequestContext>, host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
+        Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "swift-model-server"),
             logger: logger)

@@ -6,9 +6,11 @@ import Torch
 /// The management port: register, list, describe, scale, set-default, unregister.
 public struct ManagementAPI<Context: RequestContext>: Sendable {
     let server: ModelServer
+    let authorization: TokenAuthorization?
 
-    public init(server: ModelServer) {
+    public init(server: ModelServer, authorization: TokenAuthorization? = nil) {
         self.server = server
+        self.authorization = authorization
     }
 
     /// Adds this port's routes to `router`.
@@ -22,6 +24,28 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         router.put("/models/:model/:version/set-default") { _, context in try setDefault(context) }
         router.delete("/models/:model") { _, context in try unregister(context, version: nil) }
         router.delete("/models/:model/:version") { _, context in try unregister(context, version: context.parameters.require("version")) }
+        router.get("/token") { request, _ in try renewToken(request) }
+    }
+
+    /// `GET /token?type=inference|management` with the API key renews that key.
+    func renewToken(_ request: Request) throws -> Response {
+        guard let authorization else {
+            throw ModelServerError.badRequest("token authorization is disabled on this server")
+        }
+        guard authorization.accepts(request.headers[.authorization], as: .api) else {
+            var error = APIError(.unauthorized, type: "InvalidKeyException", message: "Renewing a key needs the API key from key_file.json")
+            error.headers[.wwwAuthenticate] = "Bearer"
+            throw error
+        }
+        let kind: TokenAuthorization.Kind
+        switch RequestParameters(request).string("type") {
+        case "inference": kind = .inference
+        case "management": kind = .management
+        case let other: throw ModelServerError.badRequest("type must be inference or management, got '\(other ?? "")'")
+        }
+        try authorization.regenerate(kind)
+        let name = kind == .inference ? "Inference" : "Management"
+        return jsonResponse("{\"status\":\"\(name) key regenerated\"}")
     }
 
     func register(_ request: Request) async throws -> Response {

@@ -4,99 +4,182 @@ import Hummingbird
 import Logging
 import ModelServer
 import ServerHTTP
+import ServiceLifecycle
 
 @main
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve TorchScript models from .mar archives over HTTP (TorchServe-compatible).",
+        abstract: "Serve TorchScript models from .mar archives over HTTP, as torchserve does.",
         discussion: """
+            Exactly one of --start, --stop or --foreground.
+
             Examples:
-              serve --foreground --model-store model_store --models unet=unet.mar
-              curl -X POST http://127.0.0.1:8080/predictions/unet/ -T image.png
+              serve --start --ncs --model-store model_store --models unet=unet.mar
+              curl -H "Authorization: Bearer $(jq -r .inference.key key_file.json)" \\
+                   -T image.png http://127.0.0.1:8080/predictions/unet/
+              serve --stop
+
+            Listeners (config.properties: inference_address, management_address): inference on
+            127.0.0.1:8080, management on 127.0.0.1:8081. Keys for token authorization are written
+            to key_file.json in the working directory at start and removed at stop.
             """)
 
-    @Flag(name: .long, help: "Run attached to the terminal (for containers and tests); logs go to stderr.")
+    @Flag(name: .long, help: "Start the server in the background; returns once /ping is healthy (exit 0) or start-up failed (exit 1).")
+    var start = false
+
+    @Flag(name: .long, help: "Stop the server started from this folder: drains in-flight requests, then exits.")
+    var stop = false
+
+    @Flag(name: .long, help: "Run attached (containers, tests); logs go to stderr. SIGTERM or Ctrl-C drain and stop it.")
     var foreground = false
 
-    @Option(name: .long, help: "Folder holding model archives (.mar, .tar.gz or folders).")
-    var modelStore: String = "model_store"
+    @Option(name: .long, help: "Folder holding model archives (.mar, .tar.gz or folders). Default: config's model_store, else ./model_store.")
+    var modelStore: String?
 
-    @Option(name: .long, help: "Models to load at start: NAME=FILE.mar[,NAME=FILE.mar...], FILE.mar, or 'all' for every archive in the store.")
+    @Option(name: .long, help: "Models to load at start: NAME=FILE.mar[,...], FILE.mar, or 'all' (every archive in the store).")
     var models: String?
 
-    @Option(name: .long, help: "Inference listener address, e.g. http://127.0.0.1:8080.")
-    var inferenceAddress: String = "http://127.0.0.1:8080"
+    @Option(name: .customLong("ts-config"), help: "A TorchServe config.properties. Default: ./config.properties if present.")
+    var tsConfig: String?
 
-    @Option(name: .long, help: "libtorch intra-op threads per worker (default 1: robust when other processes share the cores).")
-    var intraOpThreads: Int = 1
+    @Flag(name: .long, help: "No config snapshot: neither restore the last one nor write new ones.")
+    var ncs = false
+
+    @Option(name: .long, help: "Folder for serve.log, the pid file and snapshots (default: ./logs).")
+    var logDir: String = "logs"
+
+    @Flag(name: .long, help: "Allow registering and unregistering models through the management API.")
+    var enableModelAPI = false
+
+    @Flag(name: .long, help: "Serve without token authorization (no key_file.json; anyone who reaches a port may use it).")
+    var disableTokenAuth = false
 
     func validate() throws {
-        guard foreground else {
-            throw ValidationError("only --foreground is available in this build; run: serve --foreground --model-store model_store --models all")
+        guard [start, stop, foreground].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --start, --stop or --foreground")
         }
-        guard intraOpThreads >= 1 else { throw ValidationError("--intra-op-threads must be at least 1") }
-        _ = try ListenAddress(inferenceAddress)
     }
 
     func run() async throws {
+        if stop {
+            try Daemon.stop(logDirectory: logDirectory)
+        } else if start {
+            let configuration = try loadConfiguration()
+            try await Daemon.start(
+                arguments: Array(CommandLine.arguments.dropFirst()), logDirectory: logDirectory,
+                inferenceAddress: configuration.inferenceAddress)
+        } else {
+            try await runForeground()
+        }
+    }
+
+    var logDirectory: URL {
+        URL(fileURLWithPath: logDir, isDirectory: true).standardizedFileURL
+    }
+
+    /// Defaults, then the config file, then command-line flags.
+    func loadConfiguration() throws -> ServerConfiguration {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        var configuration = ServerConfiguration(
+            modelStore: cwd.appendingPathComponent("model_store", isDirectory: true),
+            workDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())", isDirectory: true))
+        let configPath = tsConfig ?? (FileManager.default.fileExists(atPath: "config.properties") ? "config.properties" : nil)
+        if let configPath {
+            let url = URL(fileURLWithPath: configPath, relativeTo: cwd)
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw ValidationError("cannot read the config file \(url.path)")
+            }
+            do {
+                let warnings = try configuration.apply(
+                    PropertiesFile(parsing: text), environment: ProcessInfo.processInfo.environment,
+                    relativeTo: url.deletingLastPathComponent())
+                for warning in warnings { FileHandle.standardError.write(Data("serve: warning: \(warning)\n".utf8)) }
+            } catch {
+                throw ValidationError("\(url.lastPathComponent): \(error)")
+            }
+        }
+        if let modelStore { configuration.modelStore = URL(fileURLWithPath: modelStore, relativeTo: cwd).standardizedFileURL }
+        if let models { configuration.loadModels = models.split(separator: ",").map(String.init) }
+        if enableModelAPI { configuration.enableModelAPI = true }
+        if disableTokenAuth { configuration.tokenAuthorization = false }
+        return configuration
+    }
+
+    func runForeground() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "serve")
-        let address = try ListenAddress(inferenceAddress)
-        let store = URL(fileURLWithPath: modelStore, isDirectory: true).standardizedFileURL
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())", isDirectory: true)
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
+        let configuration = try loadConfiguration()
+        try FileManager.default.createDirectory(at: configuration.workDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: configuration.workDirectory) }
 
-        var configuration = ServerConfiguration(modelStore: store, workDirectory: work)
-        configuration.intraOpThreads = intraOpThreads
-        let server = ModelServer(configuration: configuration, logger: logger)
+        let snapshots = ncs ? nil : SnapshotStore(directory: logDirectory.appendingPathComponent("config", isDirectory: true))
+        let restored = try snapshots?.load()
+        let server = ModelServer(configuration: configuration, logger: logger, snapshots: snapshots)
         defer { server.shutdown() }
 
-        for registration in try StartupModels.parse(models, store: store) {
+        let authorization: TokenAuthorization?
+        if configuration.tokenAuthorization {
+            authorization = try TokenAuthorization(
+                keyFile: URL(fileURLWithPath: "key_file.json"), expirationMinutes: configuration.tokenExpirationMinutes)
+            logger.info("token authorization on: keys in key_file.json")
+        } else {
+            authorization = nil
+            if configuration.managementAddress.host != "127.0.0.1" && configuration.managementAddress.host != "localhost" {
+                logger.warning("the management API listens on \(configuration.managementAddress.host) without token authorization")
+            }
+        }
+        defer { authorization?.removeKeyFile() }
+
+        if let restored {
+            logger.info("restoring \(restored.models.count) models from the snapshot of \(restored.createdOn)")
+            for failure in await server.restore(restored) { logger.error("not restored: \(failure)") }
+        }
+        for registration in try StartupModels.parse(configuration.loadModels, store: configuration.modelStore) {
             do {
                 let description = try await server.register(registration, atStartup: true)
                 logger.info("model \(description.modelName) version \(description.modelVersion) ready")
+            } catch ModelServerError.conflict where restored != nil {
+                logger.info("model \(registration.modelName ?? registration.url) already restored from the snapshot")
             } catch {
                 logger.error("model \(registration.modelName ?? registration.url) failed to load: \(error)")
                 throw ExitCode.failure
             }
         }
-        let app = HTTPServer.inferenceApplication(server: server, host: address.host, port: address.port, logger: logger)
-        try await app.runService()
+
+        let inference = HTTPServer.inferenceApplication(
+            server: server, host: configuration.inferenceAddress.host, port: configuration.inferenceAddress.port,
+            authorization: authorization, logger: logger)
+        let management = HTTPServer.managementApplication(
+            server: server, host: configuration.managementAddress.host, port: configuration.managementAddress.port,
+            authorization: authorization, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: inference), .init(service: management)],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        logger.info("stopped")
     }
 }
 
-/// `http://host:port` as the config files write listener addresses.
-struct ListenAddress {
-    var host: String
-    var port: Int
-
-    init(_ text: String) throws {
-        guard let components = URLComponents(string: text), components.scheme == "http",
-              let host = components.host, let port = components.port, (1...65535).contains(port) else {
-            throw ValidationError("address '\(text)' is not of the form http://HOST:PORT")
-        }
-        self.host = host
-        self.port = port
-    }
-}
-
-/// The `--models` value: which archives to register at start.
+/// The `--models` / `load_models` entries: which archives to register at start.
 enum StartupModels {
-    static func parse(_ value: String?, store: URL) throws -> [RegistrationOptions] {
-        guard let value, !value.isEmpty else { return [] }
-        if value == "all" {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: store.path)) ?? []
-            return files.sorted().filter { $0.hasSuffix(".mar") || $0.hasSuffix(".tar.gz") }.map { RegistrationOptions(url: $0) }
-        }
-        return try value.split(separator: ",").map { item in
+    static func parse(_ entries: [String], store: URL) throws -> [RegistrationOptions] {
+        var result: [RegistrationOptions] = []
+        for item in entries.map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            if item == "all" {
+                let files = (try? FileManager.default.contentsOfDirectory(atPath: store.path)) ?? []
+                result += files.sorted()
+                    .filter { $0.hasSuffix(".mar") || $0.hasSuffix(".tar.gz") || $0.hasSuffix(".tgz") }
+                    .map { RegistrationOptions(url: $0) }
+                continue
+            }
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             switch parts.count {
-            case 1: return RegistrationOptions(url: parts[0])
-            case 2 where !parts[0].isEmpty && !parts[1].isEmpty: return RegistrationOptions(url: parts[1], modelName: parts[0])
+            case 1: result.append(RegistrationOptions(url: parts[0]))
+            case 2 where !parts[0].isEmpty && !parts[1].isEmpty: result.append(RegistrationOptions(url: parts[1], modelName: parts[0]))
             default: throw ValidationError("--models entry '\(item)' is not NAME=FILE.mar or FILE.mar")
             }
         }
+        return result
     }
 }

@@ -1,0 +1,93 @@
+import Foundation
+
+/// The registry's state, written after every successful management change and restored at start.
+public struct Snapshot: Codable, Sendable, Equatable {
+    public struct Version: Codable, Sendable, Equatable {
+        public var version: String
+        public var url: String
+        public var minWorkers: Int
+        public var maxWorkers: Int
+        public var batchSize: Int
+        public var maxBatchDelay: Int
+        public var responseTimeout: Int
+        public var startupTimeout: Int
+    }
+
+    public struct Model: Codable, Sendable, Equatable {
+        public var name: String
+        public var defaultVersion: String
+        /// In registration order.
+        public var versions: [Version]
+    }
+
+    public var formatVersion = 1
+    public var createdOn: String
+    public var models: [Model]
+}
+
+/// Writes and reads the snapshot file atomically: a crash at any instant leaves either the old
+/// or the new snapshot, never a torn one.
+public struct SnapshotStore: Sendable {
+    public let file: URL
+
+    public init(directory: URL) {
+        file = directory.appendingPathComponent("snapshot.json")
+    }
+
+    /// Writes to a temporary file in the same folder, fsyncs it, renames it over the old one,
+    /// and fsyncs the folder so the rename itself survives a power cut.
+    public func write(_ snapshot: Snapshot) throws {
+        let directory = file.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(snapshot)
+        let temporary = directory.appendingPathComponent(".snapshot-\(UUID().uuidString).tmp")
+        let descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { throw SnapshotError.io("cannot create \(temporary.path): \(String(cString: strerror(errno)))") }
+        var written = 0
+        let failure: String? = data.withUnsafeBytes { buffer -> String? in
+            while written < buffer.count {
+                let result = Foundation.write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
+                if result < 0 { return String(cString: strerror(errno)) }
+                written += result
+            }
+            return fsync(descriptor) == 0 ? nil : String(cString: strerror(errno))
+        }
+        close(descriptor)
+        if let failure {
+            unlink(temporary.path)
+            throw SnapshotError.io("cannot write \(temporary.path): \(failure)")
+        }
+        guard rename(temporary.path, file.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary.path)
+            throw SnapshotError.io("cannot replace \(file.path): \(reason)")
+        }
+        let folder = open(directory.path, O_RDONLY | O_DIRECTORY)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
+        }
+    }
+
+    /// The last snapshot written, or nil when there is none.
+    public func load() throws -> Snapshot? {
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        do {
+            return try JSONDecoder().decode(Snapshot.self, from: Data(contentsOf: file))
+        } catch {
+            throw SnapshotError.io("snapshot \(file.path) is unreadable: \(error); start with --ncs to ignore it")
+        }
+    }
+}
+
+public enum SnapshotError: Error, Sendable, CustomStringConvertible {
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .io(let message): return message
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ModelServer
+
+/// `serve --start` and `serve --stop`: a detached server process with a pid file.
+enum Daemon {
+    static func pidFile(in logDirectory: URL) -> URL {
+        logDirectory.appendingPathComponent("serve.pid")
+    }
+
+    /// The pid in the pid file, if that process is alive.
+    static func runningPID(in logDirectory: URL) -> pid_t? {
+        guard let text = try? String(contentsOf: pidFile(in: logDirectory), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, isAlive(pid)
+        else { return nil }
+        return pid
+    }
+
+    /// Whether `pid` runs (a zombie waiting for its reaper does not count).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
+    }
+
+    /// Starts `serve --foreground` with the same arguments in a new session, logging to
+    /// `serve.log`, and returns once `/ping` is healthy.
+    static func start(arguments: [String], logDirectory: URL, inferenceAddress: ServerConfiguration.Address) async throws {
+        if let pid = runningPID(in: logDirectory) {
+            throw ServeError("a server is already running (pid \(pid), pid file \(pidFile(in: logDirectory).path)); stop it with serve --stop")
+        }
+        try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
+        let logFile = logDirectory.appendingPathComponent("serve.log")
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let childArguments = [executable] + arguments.map { $0 == "--start" ? "--foreground" : $0 }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // A new session: the server outlives this shell and its terminal.
+        posix_spawnattr_setflags(&attributes, posixSpawnSetSID)
+
+        var pid: pid_t = 0
+        let argv = childArguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard status == 0 else {
+            throw ServeError("cannot start \(executable): \(String(cString: strerror(status)))")
+        }
+        try "\(pid)\n".write(to: pidFile(in: logDirectory), atomically: true, encoding: .utf8)
+
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .seconds(600) {
+            var exitStatus: Int32 = 0
+            if waitpid(pid, &exitStatus, WNOHANG) == pid {
+                try? FileManager.default.removeItem(at: pidFile(in: logDirectory))
+                let tail = (try? String(contentsOf: logFile, encoding: .utf8))?.split(separator: "\n").suffix(15).joined(separator: "\n") ?? ""
+                throw ServeError("the server exited during start-up; last lines of \(logFile.path):\n\(tail)")
+            }
+            if await isHealthy(inferenceAddress) {
+                print("serve: started (pid \(pid)); inference on \(inferenceAddress), logs in \(logFile.path)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw ServeError("the server (pid \(pid)) did not become healthy within 600 s; see \(logFile.path)")
+    }
+
+    static func isHealthy(_ address: ServerConfiguration.Address) async -> Bool {
+        guard let url = URL(string: "http://\(address.host):\(address.port)/ping") else { return false }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 2
+        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
+        return (response as? HTTPURLResponse)?.statusCode == 200
+    }
+
+    /// Sends SIGTERM to the server of the pid file and waits for it to drain and exit.
+    static func stop(logDirectory: URL) throws {
+        let file = pidFile(in: logDirectory)
+        guard let pid = runningPID(in: logDirectory) else {
+            try? FileManager.default.removeItem(at: file)
+            throw ServeError("no server is running from here (no live pid in \(file.path))")
+        }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(60)
+        while isAlive(pid) && Date() < deadline {
+            usleep(100_000)
+        }
+        if isAlive(pid) {
+            throw ServeError("the server (pid \(pid)) is still draining after 60 s; it will exit when done, or kill -9 \(pid)")
+        }
+        try? FileManager.default.removeItem(at: file)
+        print("serve: stopped (pid \(pid))")
+    }
+}
+
+/// glibc's `POSIX_SPAWN_SETSID`, hidden from Swift behind `_GNU_SOURCE`.
+private let posixSpawnSetSID: Int16 = 0x80
+
+/// A start or stop failure, printed without the usage text.
+struct ServeError: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
