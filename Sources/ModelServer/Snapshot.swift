@@ -11,6 +11,18 @@ public struct Snapshot: Codable, Sendable, Equatable {
         public var maxBatchDelay: Int
         public var responseTimeout: Int
         public var startupTimeout: Int
+
+        public init(version: String, url: String, minWorkers: Int, maxWorkers: Int, batchSize: Int,
+                    maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int) {
+            self.version = version
+            self.url = url
+            self.minWorkers = minWorkers
+            self.maxWorkers = maxWorkers
+            self.batchSize = batchSize
+            self.maxBatchDelay = maxBatchDelay
+            self.responseTimeout = responseTimeout
+            self.startupTimeout = startupTimeout
+        }
     }
 
     public struct Model: Codable, Sendable, Equatable {
@@ -18,11 +30,22 @@ public struct Snapshot: Codable, Sendable, Equatable {
         public var defaultVersion: String
         /// In registration order.
         public var versions: [Version]
+
+        public init(name: String, defaultVersion: String, versions: [Version]) {
+            self.name = name
+            self.defaultVersion = defaultVersion
+            self.versions = versions
+        }
     }
 
     public var formatVersion = 1
     public var createdOn: String
     public var models: [Model]
+
+    public init(createdOn: String, models: [Model]) {
+        self.createdOn = createdOn
+        self.models = models
+    }
 }
 
 /// Writes and reads the snapshot file atomically: a crash at any instant leaves either the old

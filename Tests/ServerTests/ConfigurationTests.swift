@@ -1,0 +1,128 @@
+import Foundation
+import ModelServer
+import Testing
+
+@Suite struct ConfigurationTests {
+    let base = URL(fileURLWithPath: "/srv/serve", isDirectory: true)
+
+    func configuration() -> ServerConfiguration {
+        ServerConfiguration(modelStore: URL(fileURLWithPath: "/tmp/store"), workDirectory: URL(fileURLWithPath: "/tmp/work"))
+    }
+
+    @Test func propertiesSyntax() {
+        let file = PropertiesFile(parsing: """
+            # comment
+            ! another comment
+            inference_address=http://0.0.0.0:9000
+            job_queue_size : 7
+              allowed_urls = https://models\\\\.example\\\\.com/.*, \\
+                 https://other/.*
+            empty=
+            """)
+        #expect(file["inference_address"] == "http://0.0.0.0:9000")
+        #expect(file["job_queue_size"] == "7")
+        #expect(file["allowed_urls"] == "https://models\\\\.example\\\\.com/.*, https://other/.*")
+        #expect(file["empty"] == "")
+        #expect(file.entries.map(\.line) == [3, 4, 5, 7])
+    }
+
+    @Test func knownKeysAreApplied() throws {
+        var config = configuration()
+        let warnings = try config.apply(PropertiesFile(parsing: """
+            inference_address=http://0.0.0.0:9000
+            management_address=http://127.0.0.1:9001
+            model_store=models
+            load_models=unet.mar, text=text.mar
+            job_queue_size=7
+            default_workers_per_model=2
+            number_of_gpu=0
+            enable_model_api=TRUE
+            disable_token_authorization=true
+            allowed_urls=https://example\\.com/.*
+            models={"unet": {"1.0": {"minWorkers": 2, "batchSize": 4}}}
+            mystery=1
+            """), relativeTo: base)
+        #expect(config.inferenceAddress == .init(host: "0.0.0.0", port: 9000))
+        #expect(config.managementAddress.port == 9001)
+        #expect(config.modelStore.path == "/srv/serve/models")
+        #expect(config.loadModels == ["unet.mar", "text=text.mar"])
+        #expect(config.jobQueueSize == 7)
+        #expect(config.defaultWorkersPerModel == 2)
+        #expect(config.numberOfGPU == 0)
+        #expect(config.enableModelAPI)
+        #expect(!config.tokenAuthorization)
+        #expect(config.allowedURLs == ["https://example\\.com/.*"])
+        #expect(config.modelSettings["unet"]?["1.0"]?.batchSize == 4)
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("mystery") == true)
+        #expect(warnings.first?.contains("line 12") == true)
+    }
+
+    @Test func invalidValuesNameTheKey() {
+        for (line, key) in [("job_queue_size=many", "job_queue_size"), ("inference_address=localhost:80", "inference_address"),
+                            ("enable_model_api=yes", "enable_model_api"), ("models={", "models"),
+                            ("allowed_urls=([", "allowed_urls"), ("max_request_size=0", "max_request_size")] {
+            var config = configuration()
+            do {
+                try config.apply(PropertiesFile(parsing: line), relativeTo: base)
+                Issue.record("\(line) was accepted")
+            } catch {
+                #expect(error.key == key, "\(line)")
+            }
+        }
+    }
+
+    @Test func environmentOverridesOnlyWhenEnabled() throws {
+        var config = configuration()
+        try config.apply(PropertiesFile(parsing: "job_queue_size=5"), environment: ["TS_JOB_QUEUE_SIZE": "9"], relativeTo: base)
+        #expect(config.jobQueueSize == 5)
+        try config.apply(PropertiesFile(parsing: "enable_envvars_config=true\njob_queue_size=5"),
+                         environment: ["TS_JOB_QUEUE_SIZE": "9"], relativeTo: base)
+        #expect(config.jobQueueSize == 9)
+    }
+}
+
+@Suite struct SnapshotStoreTests {
+    @Test func writeIsAtomicAndReadsBack() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("snap-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = SnapshotStore(directory: folder)
+        #expect(try store.load() == nil)
+        let snapshot = Snapshot(createdOn: "2026-11-22T10:00:00Z", models: [
+            .init(name: "unet", defaultVersion: "2.0", versions: [
+                .init(version: "1.0", url: "unet.mar", minWorkers: 1, maxWorkers: 1, batchSize: 4, maxBatchDelay: 50, responseTimeout: 120, startupTimeout: 120),
+                .init(version: "2.0", url: "unet2.mar", minWorkers: 2, maxWorkers: 2, batchSize: 1, maxBatchDelay: 100, responseTimeout: 60, startupTimeout: 120),
+            ]),
+        ])
+        try store.write(snapshot)
+        try store.write(snapshot)
+        #expect(try store.load() == snapshot)
+        // No temporary files are left behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["snapshot.json"])
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.file.path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test func serverSnapshotsEveryChangeAndRestores() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let snapshots = SnapshotStore(directory: store.root.appendingPathComponent("snapshots"))
+        var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
+        configuration.enableModelAPI = true
+        do {
+            let server = ModelServer(configuration: configuration, logger: quietLogger, snapshots: snapshots)
+            defer { server.shutdown() }
+            try await server.register(RegistrationOptions(url: "unet_tiny", batchSize: 3))
+            #expect(try snapshots.load()?.models.first?.versions.first?.batchSize == 3)
+            try await server.scale(model: "unet_tiny", minWorkers: 2, maxWorkers: 2, wait: true)
+            #expect(try snapshots.load()?.models.first?.versions.first?.minWorkers == 2)
+        }
+        let restoredServer = ModelServer(configuration: configuration, logger: quietLogger)
+        defer { restoredServer.shutdown() }
+        let failures = await restoredServer.restore(try #require(try snapshots.load()))
+        #expect(failures.isEmpty)
+        let described = try restoredServer.describe(model: "unet_tiny")[0]
+        #expect(described.settings.batchSize == 3)
+        #expect(described.workers.filter { $0.status == .ready }.count == 2)
+    }
+}
