@@ -5,24 +5,28 @@ final class InferenceJob: @unchecked Sendable {
     let request: InferenceRequest
     let enqueuedAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
+    let metrics: ModelMetrics
     private let lock = NSLock()
     private var continuation: CheckedContinuation<InferenceResponse, any Error>?
 
-    init(request: InferenceRequest, deadline: ContinuousClock.Instant,
-         continuation: CheckedContinuation<InferenceResponse, any Error>) {
+    init(request: InferenceRequest, arrivedAt: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
+         metrics: ModelMetrics, continuation: CheckedContinuation<InferenceResponse, any Error>) {
         self.request = request
-        self.enqueuedAt = .now
+        self.enqueuedAt = arrivedAt
         self.deadline = deadline
+        self.metrics = metrics
         self.continuation = continuation
     }
 
-    /// Answers the request; later calls do nothing.
+    /// Answers the request and records its latency; later calls do nothing.
     func finish(_ result: Result<InferenceResponse, ModelServerError>) {
         lock.lock()
         let pending = continuation
         continuation = nil
         lock.unlock()
-        pending?.resume(with: result.mapError { $0 as any Error })
+        guard let pending else { return }
+        metrics.finished(total: .now - enqueuedAt)
+        pending.resume(with: result.mapError { $0 as any Error })
     }
 }
 

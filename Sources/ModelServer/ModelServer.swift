@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ModelArchive
 import Torch
 
@@ -9,6 +10,9 @@ import Torch
 public final class ModelServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
     public let placement: DevicePlacement
+    /// Where the core's metrics go; the HTTP layer records its own through the same factory.
+    public let metricsFactory: any MetricsFactory
+    let hostname = ProcessInfo.processInfo.hostName
     let logger: Logger
 
     private let lock = NSLock()
@@ -24,8 +28,11 @@ public final class ModelServer: @unchecked Sendable {
     /// - Parameters:
     ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
     ///   - snapshots: where the registry is persisted after every management change; nil: nowhere.
-    public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil, snapshots: SnapshotStore? = nil) {
+    ///   - metricsFactory: where metrics are recorded; the process-wide factory by default.
+    public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil, snapshots: SnapshotStore? = nil,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.configuration = configuration
+        self.metricsFactory = metricsFactory
         self.logger = logger
         self.snapshots = snapshots
         self.placement = DevicePlacement(
@@ -59,7 +66,8 @@ public final class ModelServer: @unchecked Sendable {
 
         let version = ModelVersion(
             name: name, version: opened.version, modelURL: options.url, archive: opened, handler: handler,
-            settings: settings, queueCapacity: configuration.jobQueueSize, logger: logger)
+            settings: settings, queueCapacity: configuration.jobQueueSize, logger: logger,
+            metrics: ModelMetrics(model: name, version: opened.version, hostname: hostname, factory: metricsFactory))
         try insert(version, atStartup: atStartup)
         do {
             try await version.scale(to: settings.minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
@@ -296,6 +304,35 @@ public final class ModelServer: @unchecked Sendable {
             try? setDefault(model: model.name, version: model.defaultVersion)
         }
         return failures
+    }
+
+    /// The version `/predictions/{model}` would use, if the model exists.
+    public func defaultVersion(of model: String) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return defaults[model]
+    }
+
+    /// Sets the gauges that describe the present (workers, queues, memory); call before a scrape.
+    public func updateGauges() {
+        lock.lock()
+        let all = models.values.flatMap { $0 }
+        lock.unlock()
+        var deviceBytes: [String: Int] = [:]
+        for version in all {
+            let dimensions = version.metrics.dimensions
+            let infos = version.workerInfos
+            for status in [WorkerStatus.loading, .ready, .unloading, .failed] {
+                Gauge(label: MetricName.workers, dimensions: dimensions + [("status", status.rawValue)], factory: metricsFactory)
+                    .record(infos.filter { $0.status == status }.count)
+            }
+            Gauge(label: MetricName.queuePending, dimensions: dimensions, factory: metricsFactory).record(version.queue.pending)
+            for (device, bytes) in version.weightBytesByDevice { deviceBytes[device.description, default: 0] += bytes }
+        }
+        for (device, bytes) in deviceBytes {
+            Gauge(label: MetricName.deviceMemory, dimensions: [("device", device)], factory: metricsFactory).record(bytes)
+        }
+        Gauge(label: MetricName.residentMemory, dimensions: [], factory: metricsFactory).record(residentMemoryBytes())
     }
 
     // MARK: Health

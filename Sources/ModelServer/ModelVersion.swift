@@ -16,6 +16,7 @@ final class ModelVersion: @unchecked Sendable {
     let handler: any Handler
     let queue: BatchQueue
     let logger: Logger
+    let metrics: ModelMetrics
 
     private let lock = NSLock()
     private var _settings: ModelSettings
@@ -25,7 +26,8 @@ final class ModelVersion: @unchecked Sendable {
     private let loadLock = NSLock()
 
     init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
-         settings: ModelSettings, queueCapacity: Int, logger: Logger) {
+         settings: ModelSettings, queueCapacity: Int, logger: Logger, metrics: ModelMetrics) {
+        self.metrics = metrics
         self.name = name
         self.version = version
         self.modelURL = modelURL
@@ -67,6 +69,13 @@ final class ModelVersion: @unchecked Sendable {
         return modules.values.first?.weightBytes ?? 0
     }
 
+    /// Weight bytes held on each device.
+    var weightBytesByDevice: [Device: Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return modules.mapValues(\.weightBytes)
+    }
+
     // MARK: Requests
 
     /// Queues a request and waits for its answer.
@@ -74,12 +83,14 @@ final class ModelVersion: @unchecked Sendable {
         guard readyWorkerCount > 0 else {
             throw ModelServerError.unavailable("Model \(name) version \(version) has no live worker; scale it up or check its logs")
         }
-        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let arrived = ContinuousClock.now
+        let deadline = arrived.advanced(by: timeout)
         return try await withCheckedThrowingContinuation { continuation in
-            let job = InferenceJob(request: request, deadline: deadline, continuation: continuation)
+            let job = InferenceJob(request: request, arrivedAt: arrived, deadline: deadline, metrics: metrics, continuation: continuation)
             do throws(ModelServerError) {
                 try queue.enqueue(job, model: name)
             } catch {
+                if case .queueFull = error { metrics.dropped(.queueFull) }
                 job.finish(.failure(error))
             }
         }
@@ -135,6 +146,7 @@ final class ModelVersion: @unchecked Sendable {
         workers.removeAll()
         lock.unlock()
         for job in queue.close() {
+            metrics.dropped(.shutdown)
             job.finish(.failure(.unavailable("Model \(name) version \(version) was unregistered or the server stopped")))
         }
     }
@@ -167,13 +179,20 @@ final class ModelVersion: @unchecked Sendable {
         var groups: [[[Int]]: [(InferenceJob, PreparedInput)]] = [:]
         var order: [[[Int]]] = []
         let now = ContinuousClock.now
+        metrics.batchSize.record(batch.count)
         for job in batch {
+            let waited = now - job.enqueuedAt
+            metrics.record(.queue, waited)
+            metrics.queueLatency.increment(by: Int64(nanoseconds(waited) / 1000))
             if job.deadline <= now {
+                metrics.dropped(.deadline)
                 job.finish(.failure(.deadlineExceeded(model: name, timeoutMilliseconds: milliseconds(job.deadline - job.enqueuedAt))))
                 continue
             }
             do {
+                let started = ContinuousClock.now
                 let prepared = try handler.preprocess(job.request)
+                metrics.record(.preprocess, .now - started)
                 let key = prepared.stackingKey
                 if groups[key] == nil { order.append(key) }
                 groups[key, default: []].append((job, prepared))
@@ -198,7 +217,9 @@ final class ModelVersion: @unchecked Sendable {
                 let joined = parts.count == 1 ? parts[0] : try Tensor.concatenate(parts, dim: 0)
                 inputs.append(try joined.to(module.device))
             }
+            let started = ContinuousClock.now
             output = try module.forward(inputs)
+            metrics.record(.forward, .now - started)
         } catch {
             let message = (error as? TorchError)?.summary ?? "\(error)"
             logger.error("forward failed: \(error)")
@@ -208,8 +229,11 @@ final class ModelVersion: @unchecked Sendable {
         var row = 0
         for (job, prepared) in group {
             do {
+                let started = ContinuousClock.now
                 let slice = group.count == 1 ? output : try output.rows(row, count: prepared.rows, batch: totalRows)
-                job.finish(.success(try handler.postprocess(slice, for: prepared)))
+                let response = try handler.postprocess(slice, for: prepared)
+                metrics.record(.postprocess, .now - started)
+                job.finish(.success(response))
             } catch let error as ModelServerError {
                 job.finish(.failure(error))
             } catch {

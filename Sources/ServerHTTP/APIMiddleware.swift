@@ -2,11 +2,24 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import ModelServer
 
 /// Runs around every route of a port: request id, error rendering, access log.
 struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
+    /// Requests2XX, Requests4XX, Requests5XX, as TorchServe counts them per host.
+    let statusCounters: [Int: Counter]
+
+    init(logger: Logger, metricsFactory: any MetricsFactory) {
+        self.logger = logger
+        let dimensions = [("Level", "Host"), ("Hostname", ProcessInfo.processInfo.hostName)]
+        var counters: [Int: Counter] = [:]
+        for family in [2, 4, 5] {
+            counters[family] = Counter(label: "Requests\(family)XX", dimensions: dimensions, factory: metricsFactory)
+        }
+        statusCounters = counters
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
@@ -28,6 +41,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
                 .response(from: request, context: context)
         }
         if let name = HeaderName.requestID { response.headers[name] = requestID }
+        statusCounters[Int(response.status.code) / 100]?.increment()
         let elapsed = ContinuousClock.now - started
         let microseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
         logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(microseconds)us id=\(requestID)")

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import ModelServer
+import Prometheus
 
 /// Builds the Hummingbird applications of the server's ports.
 public enum HTTPServer {
@@ -10,7 +11,7 @@ public enum HTTPServer {
         server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: APIMiddleware(logger: logger))
+        router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .inference)) }
         InferenceAPI<BasicRequestContext>(server: server).addRoutes(to: router)
         return application(router, host: host, port: port, logger: logger)
@@ -22,10 +23,27 @@ public enum HTTPServer {
         server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: APIMiddleware(logger: logger))
+        router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .management)) }
         ManagementAPI<BasicRequestContext>(server: server, authorization: authorization).addRoutes(to: router)
         return application(router, host: host, port: port, logger: logger)
+    }
+
+    /// The metrics port's application; `registry` must be the one behind the server's metrics factory.
+    public static func metricsApplication(
+        server: ModelServer, registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        MetricsAPI<BasicRequestContext>(server: server, registry: registry).addRoutes(to: router)
+        return application(router, host: host, port: port, logger: logger)
+    }
+
+    /// A metrics factory over `registry` with the server's histogram buckets.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = MetricName.durationBuckets
+        factory.valueHistogramBuckets[MetricName.batchSize] = MetricName.batchBuckets
+        return factory
     }
 
     private static func application(_ router: Router<BasicRequestContext>, host: String, port: Int, logger: Logger) -> some ApplicationProtocol {

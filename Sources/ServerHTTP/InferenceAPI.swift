@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Metrics
 import ModelServer
 
 /// The inference port: health and predictions.
@@ -19,6 +20,14 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
             router.get(RouterPath(path)) { request, _ -> Response in throw APIError.methodNotAllowed(request) }
             router.delete(RouterPath(path)) { request, _ -> Response in throw APIError.methodNotAllowed(request) }
         }
+    }
+
+    /// ts_inference_responses_total by model, serving version and status code.
+    func countResponse(model: String, version: String?, status: HTTPResponse.Status) {
+        guard let served = version ?? server.defaultVersion(of: model) else { return }
+        Counter(label: MetricName.inferenceResponses,
+                dimensions: [("model_name", model), ("model_version", served), ("code", String(status.code))],
+                factory: server.metricsFactory).increment()
     }
 
     func ping() -> Response {
@@ -44,7 +53,14 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
             contentType: request.headers[.contentType],
             accept: request.headers[.accept],
             parameters: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first }))
-        let output = try await server.predict(model: model, version: version, request: input)
+        let output: InferenceResponse
+        do {
+            output = try await server.predict(model: model, version: version, request: input)
+        } catch let error as ModelServerError {
+            countResponse(model: model, version: version, status: APIError(error).status)
+            throw error
+        }
+        countResponse(model: model, version: version, status: .ok)
         return Response(status: .ok, headers: [.contentType: output.contentType],
                         body: .init(byteBuffer: ByteBuffer(bytes: output.body)))
     }

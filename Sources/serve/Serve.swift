@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ModelServer
+import Prometheus
 import ServerHTTP
 import ServiceLifecycle
 
@@ -20,8 +21,8 @@ struct Serve: AsyncParsableCommand {
                    -T image.png http://127.0.0.1:8080/predictions/unet/
               serve --stop
 
-            Listeners (config.properties: inference_address, management_address): inference on
-            127.0.0.1:8080, management on 127.0.0.1:8081. Keys for token authorization are written
+            Listeners (config.properties: inference_address, management_address, metrics_address):
+            inference on 127.0.0.1:8080, management on 127.0.0.1:8081, Prometheus metrics on 127.0.0.1:8082. Keys for token authorization are written
             to key_file.json in the working directory at start and removed at stop.
             """)
 
@@ -115,7 +116,10 @@ struct Serve: AsyncParsableCommand {
 
         let snapshots = ncs ? nil : SnapshotStore(directory: logDirectory.appendingPathComponent("config", isDirectory: true))
         let restored = try snapshots?.load()
-        let server = ModelServer(configuration: configuration, logger: logger, snapshots: snapshots)
+        let registry = PrometheusCollectorRegistry()
+        let server = ModelServer(
+            configuration: configuration, logger: logger, snapshots: snapshots,
+            metricsFactory: HTTPServer.metricsFactory(registry: registry))
         defer { server.shutdown() }
 
         let authorization: TokenAuthorization?
@@ -153,8 +157,11 @@ struct Serve: AsyncParsableCommand {
         let management = HTTPServer.managementApplication(
             server: server, host: configuration.managementAddress.host, port: configuration.managementAddress.port,
             authorization: authorization, logger: logger)
+        let metrics = HTTPServer.metricsApplication(
+            server: server, registry: registry, host: configuration.metricsAddress.host,
+            port: configuration.metricsAddress.port, logger: logger)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: inference), .init(service: management)],
+            configuration: .init(services: [.init(service: inference), .init(service: management), .init(service: metrics)],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         logger.info("stopped")

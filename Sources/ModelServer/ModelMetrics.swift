@@ -1,0 +1,94 @@
+import Foundation
+import Metrics
+import Torch
+
+/// Metric names and buckets, TorchServe's where it has them (API.md, Metrics port).
+public enum MetricName {
+    public static let inferenceRequests = "ts_inference_requests_total"
+    public static let inferenceLatency = "ts_inference_latency_microseconds"
+    public static let queueLatency = "ts_queue_latency_microseconds"
+    public static let inferenceResponses = "ts_inference_responses_total"
+    public static let requestsDropped = "ts_requests_dropped_total"
+    public static let requestDuration = "ts_request_duration_seconds"
+    public static let stageDuration = "ts_stage_duration_seconds"
+    public static let batchSize = "ts_batch_size"
+    public static let workers = "ts_workers"
+    public static let queuePending = "ts_queue_pending"
+    public static let deviceMemory = "ts_device_memory_bytes"
+    public static let residentMemory = "process_resident_memory_bytes"
+
+    /// Buckets of the request and stage duration histograms.
+    public static let durationBuckets: [Duration] = [
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+    /// Buckets of the batch size histogram: 1, 2, 4 … 1024.
+    public static let batchBuckets: [Double] = (0...10).map { Double(1 << $0) }
+}
+
+/// Why a request was answered without running.
+enum DropReason: String {
+    case deadline, disconnected, queueFull = "queue_full", shutdown
+}
+
+/// The stages of a request whose durations are recorded.
+enum Stage: String, CaseIterable {
+    case queue, preprocess, forward, postprocess
+}
+
+/// The metric handles of one model version.
+final class ModelMetrics: Sendable {
+    let factory: any MetricsFactory
+    let dimensions: [(String, String)]
+    let requests: Counter
+    let inferenceLatency: Counter
+    let queueLatency: Counter
+    let requestDuration: Metrics.Timer
+    let batchSize: Recorder
+    private let stages: [String: Metrics.Timer]
+
+    init(model: String, version: String, hostname: String, factory: any MetricsFactory) {
+        self.factory = factory
+        dimensions = [("model_name", model), ("model_version", version)]
+        let host = dimensions + [("hostname", hostname)]
+        requests = Counter(label: MetricName.inferenceRequests, dimensions: host, factory: factory)
+        inferenceLatency = Counter(label: MetricName.inferenceLatency, dimensions: host, factory: factory)
+        queueLatency = Counter(label: MetricName.queueLatency, dimensions: host, factory: factory)
+        requestDuration = Metrics.Timer(label: MetricName.requestDuration, dimensions: dimensions, factory: factory)
+        batchSize = Recorder(label: MetricName.batchSize, dimensions: dimensions, aggregate: true, factory: factory)
+        var stages: [String: Metrics.Timer] = [:]
+        for stage in Stage.allCases {
+            stages[stage.rawValue] = Metrics.Timer(
+                label: MetricName.stageDuration, dimensions: dimensions + [("stage", stage.rawValue)], factory: factory)
+        }
+        self.stages = stages
+    }
+
+    func record(_ stage: Stage, _ duration: Duration) {
+        stages[stage.rawValue]?.recordNanoseconds(nanoseconds(duration))
+    }
+
+    /// A request was answered (either way) `total` after it arrived.
+    func finished(total: Duration) {
+        requests.increment()
+        inferenceLatency.increment(by: Int64(nanoseconds(total) / 1000))
+        requestDuration.recordNanoseconds(nanoseconds(total))
+    }
+
+    func dropped(_ reason: DropReason) {
+        Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory).increment()
+    }
+}
+
+func nanoseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+func residentMemoryBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}

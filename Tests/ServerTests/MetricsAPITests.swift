@@ -1,0 +1,52 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import ModelServer
+import Prometheus
+import ServerHTTP
+import TestFixtures
+import Testing
+
+@Suite struct MetricsAPITests {
+    @Test func requestsStagesWorkersAndFiltering() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let registry = PrometheusCollectorRegistry()
+        let server = ModelServer(
+            configuration: ServerConfiguration(modelStore: store.root, workDirectory: store.work), logger: quietLogger,
+            metricsFactory: HTTPServer.metricsFactory(registry: registry))
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        let inference = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await inference.test(.live) { client in
+            for image in ["rgb.png", "rgb.png", "not_an_image.txt"] {
+                try await client.execute(uri: "/predictions/unet_tiny", method: .post, body: ByteBuffer(bytes: try Fixtures.bytes("images/\(image)"))) { _ in }
+            }
+        }
+        let metrics = HTTPServer.metricsApplication(server: server, registry: registry, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await metrics.test(.live) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+                let text = String(buffer: response.body)
+                let model = "model_name=\"unet_tiny\",model_version=\"1.0\""
+                #expect(text.contains("ts_inference_requests_total{\(model),hostname="))
+                #expect(text.contains("ts_inference_responses_total{\(model),code=\"200\"} 2"))
+                #expect(text.contains("ts_inference_responses_total{\(model),code=\"415\"} 1"))
+                #expect(text.contains("ts_workers{\(model),status=\"READY\"} 1"))
+                #expect(text.contains("ts_stage_duration_seconds_count{\(model),stage=\"forward\"} 2"))
+                #expect(text.contains("ts_batch_size_bucket{\(model),le=\"1.0\"} 3"))
+                #expect(text.contains("ts_request_duration_seconds_bucket{\(model),le=\"0.0025\"}"))
+                #expect(text.contains("Requests2XX{Level=\"Host\",Hostname="))
+                #expect(text.contains("process_resident_memory_bytes "))
+            }
+            try await client.execute(uri: "/metrics?name[]=ts_batch_size&name[]=ts_workers", method: .get) { response in
+                let lines = String(buffer: response.body).split(separator: "\n")
+                #expect(!lines.isEmpty)
+                #expect(lines.allSatisfy { $0.contains("ts_batch_size") || $0.contains("ts_workers") })
+                #expect(lines.contains { $0.hasPrefix("ts_batch_size_sum") })
+            }
+        }
+    }
+}
