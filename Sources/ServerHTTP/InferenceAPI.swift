@@ -11,15 +11,25 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
         self.server = server
     }
 
+    /// The routes of the port: what is served and what `OPTIONS /` describes.
+    var routes: [Route<Context>] {
+        let errors = [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]
+        var table: [Route<Context>] = [
+            Route(method: .get, path: "/ping", summary: "Health: 200 when every start-up model can answer, else 503 with a reason.",
+                  errors: [503]) { _, _ in ping() },
+        ]
+        for path in ["/predictions/{model_name}", "/predictions/{model_name}/{model_version}"] {
+            for method in [HTTPRequest.Method.post, .put] {
+                table.append(Route(method: method, path: path, summary: "Run the model on the body (raw, or multipart part data/file).",
+                                   errors: errors) { request, context in try await predict(request, context) })
+            }
+        }
+        return table
+    }
+
     /// Adds this port's routes to `router`.
     public func addRoutes(to router: Router<Context>) {
-        router.get("/ping") { _, _ in ping() }
-        for path in ["/predictions/:model", "/predictions/:model/:version"] {
-            router.post(RouterPath(path)) { request, context in try await predict(request, context) }
-            router.put(RouterPath(path)) { request, context in try await predict(request, context) }
-            router.get(RouterPath(path)) { request, _ -> Response in throw APIError.methodNotAllowed(request) }
-            router.delete(RouterPath(path)) { request, _ -> Response in throw APIError.methodNotAllowed(request) }
-        }
+        router.add(routes, title: "Inference API")
     }
 
     /// ts_inference_responses_total by model, serving version and status code.
@@ -38,8 +48,8 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
     }
 
     func predict(_ request: Request, _ context: Context) async throws -> Response {
-        let model = try context.parameters.require("model")
-        let version = context.parameters.get("version")
+        let model = try context.parameters.require("model_name")
+        let version = context.parameters.get("model_version")
         var request = request
         let body: ByteBuffer
         do {
@@ -48,9 +58,14 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
             throw APIError(.contentTooLarge, type: "RequestTooLargeException",
                            message: "Request body is larger than max_request_size (\(server.configuration.maxRequestSize) bytes)")
         }
+        var payload = Array(buffer: body)
+        var contentType = request.headers[.contentType]
+        if let boundary = MultipartPayload.boundary(of: contentType) {
+            (payload, contentType) = try MultipartPayload.extract(from: body, boundary: boundary)
+        }
         let input = InferenceRequest(
-            body: Array(buffer: body),
-            contentType: request.headers[.contentType],
+            body: payload,
+            contentType: contentType,
             accept: request.headers[.accept],
             parameters: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first }))
         let output: InferenceResponse

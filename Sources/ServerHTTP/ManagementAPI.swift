@@ -13,18 +13,38 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         self.authorization = authorization
     }
 
+    /// The routes of the port: what is served and what `OPTIONS /` describes.
+    var routes: [Route<Context>] {
+        let model = "/models/{model_name}", version = "/models/{model_name}/{model_version}"
+        return [
+            Route(method: .post, path: "/models", summary: "Register a model from the model store.",
+                  errors: [400, 401, 403, 404, 409, 500]) { request, _ in try await register(request) },
+            Route(method: .get, path: "/models", summary: "List models (limit, next_page_token).",
+                  errors: [400, 401]) { request, _ in try list(request) },
+            Route(method: .get, path: model, summary: "Describe the default version.",
+                  errors: [401, 404]) { _, context in try describe(context, version: nil) },
+            Route(method: .get, path: version, summary: "Describe a version, or all versions with 'all'.",
+                  errors: [401, 404]) { _, context in try describe(context, version: context.parameters.require("model_version")) },
+            Route(method: .put, path: model, summary: "Scale the default version's workers (min_worker, max_worker, synchronous, timeout).",
+                  errors: [400, 401, 404, 500]) { request, context in try await scale(request, context, version: nil) },
+            Route(method: .put, path: version, summary: "Scale a version's workers.",
+                  errors: [400, 401, 404, 500]) { request, context in
+                try await scale(request, context, version: context.parameters.require("model_version"))
+            },
+            Route(method: .put, path: version + "/set-default", summary: "Make a version the default.",
+                  errors: [401, 404]) { _, context in try setDefault(context) },
+            Route(method: .delete, path: model, summary: "Unregister the default version.",
+                  errors: [401, 403, 404]) { _, context in try unregister(context, version: nil) },
+            Route(method: .delete, path: version, summary: "Unregister a version.",
+                  errors: [401, 403, 404]) { _, context in try unregister(context, version: context.parameters.require("model_version")) },
+            Route(method: .get, path: "/token", summary: "Renew the inference or management key (type) with the API key.",
+                  errors: [400, 401]) { request, _ in try renewToken(request) },
+        ]
+    }
+
     /// Adds this port's routes to `router`.
     public func addRoutes(to router: Router<Context>) {
-        router.post("/models") { request, _ in try await register(request) }
-        router.get("/models") { request, _ in try list(request) }
-        router.get("/models/:model") { _, context in try describe(context, version: nil) }
-        router.get("/models/:model/:version") { _, context in try describe(context, version: context.parameters.require("version")) }
-        router.put("/models/:model") { request, context in try await scale(request, context, version: nil) }
-        router.put("/models/:model/:version") { request, context in try await scale(request, context, version: context.parameters.require("version")) }
-        router.put("/models/:model/:version/set-default") { _, context in try setDefault(context) }
-        router.delete("/models/:model") { _, context in try unregister(context, version: nil) }
-        router.delete("/models/:model/:version") { _, context in try unregister(context, version: context.parameters.require("version")) }
-        router.get("/token") { request, _ in try renewToken(request) }
+        router.add(routes, title: "Management API")
     }
 
     /// `GET /token?type=inference|management` with the API key renews that key.
@@ -93,7 +113,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     }
 
     func describe(_ context: Context, version: String?) throws -> Response {
-        let model = try context.parameters.require("model")
+        let model = try context.parameters.require("model_name")
         let descriptions = try server.describe(model: model, version: version)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -102,7 +122,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     }
 
     func scale(_ request: Request, _ context: Context, version: String?) async throws -> Response {
-        let model = try context.parameters.require("model")
+        let model = try context.parameters.require("model_name")
         let parameters = RequestParameters(request)
         if try parameters.bool("swap") == true {
             throw ModelServerError.badRequest("swap is not supported yet; register the new version, then set-default")
@@ -143,15 +163,15 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     }
 
     func setDefault(_ context: Context) throws -> Response {
-        let model = try context.parameters.require("model")
-        let version = try context.parameters.require("version")
+        let model = try context.parameters.require("model_name")
+        let version = try context.parameters.require("model_version")
         try server.setDefault(model: model, version: version)
         return jsonResponse("{\"status\":\(jsonString("Default version successfully updated for model \"\(model)\" to \"\(version)\""))}")
     }
 
     func unregister(_ context: Context, version: String?) throws -> Response {
         guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
-        let model = try context.parameters.require("model")
+        let model = try context.parameters.require("model_name")
         try server.unregister(model: model, version: version)
         return jsonResponse("{\"status\":\(jsonString("Model \"\(model)\" unregistered"))}")
     }

@@ -119,6 +119,30 @@ import Testing
         }
     }
 
+    @Test func multipartDataOrFilePart() async throws {
+        try await withServer { client, _ in
+            let png = try Fixtures.bytes("images/baseline.jpg")
+            for field in ["data", "file"] {
+                var body = ByteBuffer(string: "--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nignored\r\n")
+                body.writeString("--XyZ\r\nContent-Disposition: form-data; name=\"\(field)\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+                body.writeBytes(png)
+                body.writeString("\r\n--XyZ--\r\n")
+                try await client.execute(uri: "/predictions/unet_tiny", method: .post,
+                                         headers: [.contentType: "multipart/form-data; boundary=XyZ"], body: body) { response in
+                    #expect(response.status == .ok, "\(field)")
+                    let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: String]
+                    let mask = Data(base64Encoded: json?["base64_prediction"] ?? "").map { [UInt8]($0) }
+                    #expect(mask == (try expectedMask("baseline.jpg")))
+                }
+            }
+            let noPart = ByteBuffer(string: "--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc\r\n--XyZ--\r\n")
+            try await client.execute(uri: "/predictions/unet_tiny", method: .post,
+                                     headers: [.contentType: "multipart/form-data; boundary=XyZ"], body: noPart) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+    }
+
     @Test func pingAndRequestID() async throws {
         try await withServer { client, _ in
             try await client.execute(uri: "/ping", method: .get, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"]) { response in

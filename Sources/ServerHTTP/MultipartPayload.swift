@@ -1,0 +1,63 @@
+import Foundation
+import Hummingbird
+import ModelServer
+import MultipartKit
+
+/// The prediction payload of a `multipart/form-data` body: the part named `data`, else `file`,
+/// as TorchServe reads it.
+enum MultipartPayload {
+    /// The boundary of a `multipart/form-data` content type, or nil for any other type.
+    static func boundary(of contentType: String?) -> String? {
+        guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data") else { return nil }
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == "boundary" {
+                return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+        }
+        return nil
+    }
+
+    /// The bytes and content type of the `data` (else `file`) part.
+    static func extract(from body: ByteBuffer, boundary: String) throws(ModelServerError) -> (bytes: [UInt8], contentType: String?) {
+        struct Part {
+            var name: String?
+            var contentType: String?
+            var body: [UInt8] = []
+        }
+        var parts: [Part] = []
+        var current = Part()
+        let parser = MultipartParser(boundary: boundary)
+        parser.onHeader = { field, value in
+            switch field.lowercased() {
+            case "content-disposition": current.name = Self.name(inDisposition: value)
+            case "content-type": current.contentType = value
+            default: break
+            }
+        }
+        parser.onBody = { buffer in current.body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+        parser.onPartComplete = {
+            parts.append(current)
+            current = Part()
+        }
+        do {
+            try parser.execute(body)
+        } catch {
+            throw .badRequest("the multipart/form-data body is malformed: \(error)")
+        }
+        guard let part = parts.first(where: { $0.name == "data" }) ?? parts.first(where: { $0.name == "file" }) else {
+            throw .badRequest("the multipart/form-data body has no part named 'data' or 'file' (found: \(parts.compactMap(\.name)))")
+        }
+        return (part.body, part.contentType)
+    }
+
+    private static func name(inDisposition value: String) -> String? {
+        for parameter in value.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == "name" {
+                return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+        }
+        return nil
+    }
+}
