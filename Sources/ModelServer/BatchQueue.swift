@@ -18,15 +18,51 @@ final class InferenceJob: @unchecked Sendable {
         self.continuation = continuation
     }
 
+    private var deadlineTimer: Task<Void, Never>?
+
     /// Answers the request and records its latency; later calls do nothing.
-    func finish(_ result: Result<InferenceResponse, ModelServerError>) {
+    /// - Returns: whether this call answered it.
+    @discardableResult
+    func finish(_ result: Result<InferenceResponse, ModelServerError>) -> Bool {
         lock.lock()
         let pending = continuation
         continuation = nil
+        let timer = deadlineTimer
+        deadlineTimer = nil
         lock.unlock()
-        guard let pending else { return }
+        guard let pending else { return false }
+        timer?.cancel()
         metrics.finished(total: .now - enqueuedAt)
         pending.resume(with: result.mapError { $0 as any Error })
+        return true
+    }
+
+    /// Whether the request has been answered (by a worker, or by its deadline).
+    var isFinished: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return continuation == nil
+    }
+
+    /// Answers 504 at the deadline if nothing else answered first; a forward pass already
+    /// running for it finishes, and its result is discarded.
+    func armDeadline(model: String) {
+        let timer = Task { [self] in
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            guard !Task.isCancelled else { return }
+            let timeout = milliseconds(deadline - enqueuedAt)
+            if finish(.failure(.deadlineExceeded(model: model, timeoutMilliseconds: timeout))) {
+                metrics.dropped(.deadline)
+            }
+        }
+        lock.lock()
+        if continuation == nil {
+            lock.unlock()
+            timer.cancel()
+            return
+        }
+        deadlineTimer = timer
+        lock.unlock()
     }
 }
 

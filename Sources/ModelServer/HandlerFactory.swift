@@ -6,7 +6,9 @@ enum HandlerFactory {
         switch archive.handlerSpec {
         case .imageSegmenter(let spec):
             return try SegmentationHandler(spec: spec, pixelLimit: pixelLimit)
-        case .textClassifier, .imageClassifier:
+        case .textClassifier(let spec):
+            return try TextClassificationHandler(spec: spec, archive: archive)
+        case .imageClassifier:
             throw .invalidModel("handler \(archive.handler.rawValue) is declared but not available in this build yet; image_segmenter is")
         }
     }

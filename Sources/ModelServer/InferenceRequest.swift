@@ -8,9 +8,13 @@ public struct InferenceRequest: Sendable {
     public var accept: String?
     /// Query parameters (e.g. `output=png`, `size=original`).
     public var parameters: [String: String]
+    /// The client's deadline (`X-Request-Timeout-Ms`); capped by the model's response timeout.
+    public var timeout: Duration?
 
-    public init(body: [UInt8], contentType: String? = nil, accept: String? = nil, parameters: [String: String] = [:]) {
+    public init(body: [UInt8], contentType: String? = nil, accept: String? = nil, parameters: [String: String] = [:],
+                timeout: Duration? = nil) {
         self.body = body
+        self.timeout = timeout
         self.contentType = contentType
         self.accept = accept
         self.parameters = parameters

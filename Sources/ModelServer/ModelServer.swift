@@ -21,6 +21,7 @@ public final class ModelServer: @unchecked Sendable {
     private var defaults: [String: String] = [:]
     private var startupModels: Set<String> = []
     private var nextWorkerID = 9000
+    private var draining = false
     private let snapshots: SnapshotStore?
     /// Serialises snapshot writes so a later state never lands before an earlier one.
     private let snapshotLock = NSLock()
@@ -135,8 +136,8 @@ public final class ModelServer: @unchecked Sendable {
     /// Runs one prediction on a model's default version, or on `version`.
     public func predict(model: String, version: String? = nil, request: InferenceRequest) async throws -> InferenceResponse {
         let target = try resolve(model: model, version: version)
-        let timeout = Duration.seconds(target.settings.responseTimeout)
-        return try await target.submit(request, timeout: timeout)
+        let limit = Duration.seconds(target.settings.responseTimeout)
+        return try await target.submit(request, timeout: min(request.timeout ?? limit, limit))
     }
 
     func resolve(model: String, version: String?) throws(ModelServerError) -> ModelVersion {
@@ -337,11 +338,22 @@ public final class ModelServer: @unchecked Sendable {
 
     // MARK: Health
 
+    /// Flips readiness to 503 ("draining") while requests are still answered, so load
+    /// balancers stop routing here before the listeners close.
+    public func beginDraining() {
+        lock.lock()
+        draining = true
+        lock.unlock()
+        logger.info("draining: readiness is now 503")
+    }
+
     /// nil when ready; else why not (for `/ping`'s 503).
     public var unreadyReason: String? {
         lock.lock()
         let declared = startupModels.sorted()
+        let isDraining = draining
         lock.unlock()
+        if isDraining { return "server is draining" }
         for name in declared {
             guard let version = try? resolve(model: name, version: nil) else { continue }
             if version.settings.minWorkers > 0 && version.readyWorkerCount == 0 {

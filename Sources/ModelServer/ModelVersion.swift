@@ -89,6 +89,7 @@ final class ModelVersion: @unchecked Sendable {
             let job = InferenceJob(request: request, arrivedAt: arrived, deadline: deadline, metrics: metrics, continuation: continuation)
             do throws(ModelServerError) {
                 try queue.enqueue(job, model: name)
+                job.armDeadline(model: name)
             } catch {
                 if case .queueFull = error { metrics.dropped(.queueFull) }
                 job.finish(.failure(error))
@@ -180,7 +181,7 @@ final class ModelVersion: @unchecked Sendable {
         var order: [[[Int]]] = []
         let now = ContinuousClock.now
         metrics.batchSize.record(batch.count)
-        for job in batch {
+        for job in batch where !job.isFinished {
             let waited = now - job.enqueuedAt
             metrics.record(.queue, waited)
             metrics.queueLatency.increment(by: Int64(nanoseconds(waited) / 1000))

@@ -63,6 +63,10 @@ public struct ServerConfiguration: Sendable {
     public var tokenAuthorization = true
     /// Minutes inference and management keys live; 0: they never expire.
     public var tokenExpirationMinutes = 0
+    /// Seconds between SIGTERM and closing the listeners, answering while readiness says 503.
+    public var drainDelay = 5
+    /// Seconds in-flight and queued requests may take to finish once the listeners close.
+    public var gracefulShutdownTimeout = 20
     /// Per-model settings from the `models` key: name → version → registration settings.
     public var modelSettings: [String: [String: ModelSettingsOverride]] = [:]
 
@@ -77,7 +81,7 @@ public struct ServerConfiguration: Sendable {
         "default_workers_per_model", "job_queue_size", "max_request_size", "max_response_size",
         "default_response_timeout", "default_startup_timeout", "number_of_gpu", "allowed_urls",
         "enable_envvars_config", "disable_token_authorization", "enable_model_api", "models",
-        "intra_op_threads", "token_expiration_min",
+        "intra_op_threads", "token_expiration_min", "drain_delay", "graceful_shutdown_timeout",
     ]
 
     /// Applies a `config.properties` file (and, with `enable_envvars_config=true`, `TS_<KEY>`
@@ -135,6 +139,8 @@ public struct ServerConfiguration: Sendable {
         if let value = try int("number_of_gpu", 0...1024) { numberOfGPU = value }
         if let value = try int("intra_op_threads", 1...1024) { intraOpThreads = value }
         if let value = try int("token_expiration_min", 0...(60 * 24 * 365)) { tokenExpirationMinutes = value }
+        if let value = try int("drain_delay", 0...3600) { drainDelay = value }
+        if let value = try int("graceful_shutdown_timeout", 1...3600) { gracefulShutdownTimeout = value }
         if let text = values["allowed_urls"] {
             allowedURLs = text.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
             for pattern in allowedURLs {

@@ -60,4 +60,5 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Header names HTTPTypes does not predefine.
 enum HeaderName {
     static let requestID = HTTPField.Name("X-Request-Id")
+    static let requestTimeout = HTTPField.Name("X-Request-Timeout-Ms")
 }

@@ -63,11 +63,19 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
         if let boundary = MultipartPayload.boundary(of: contentType) {
             (payload, contentType) = try MultipartPayload.extract(from: body, boundary: boundary)
         }
+        var timeout: Duration?
+        if let name = HeaderName.requestTimeout, let text = request.headers[name] {
+            guard let milliseconds = Int(text), milliseconds > 0 else {
+                throw ModelServerError.badRequest("X-Request-Timeout-Ms must be a positive integer of milliseconds, got '\(text)'")
+            }
+            timeout = .milliseconds(milliseconds)
+        }
         let input = InferenceRequest(
             body: payload,
             contentType: contentType,
             accept: request.headers[.accept],
-            parameters: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first }))
+            parameters: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first }),
+            timeout: timeout)
         let output: InferenceResponse
         do {
             output = try await server.predict(model: model, version: version, request: input)

@@ -160,9 +160,13 @@ struct Serve: AsyncParsableCommand {
         let metrics = HTTPServer.metricsApplication(
             server: server, registry: registry, host: configuration.metricsAddress.host,
             port: configuration.metricsAddress.port, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: inference), .init(service: management), .init(service: metrics)],
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Services stop in reverse order: the drain comes first, the listeners after it.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: inference), .init(service: management), .init(service: metrics),
+                       .init(service: DrainService(server: server, delay: .seconds(configuration.drainDelay)))],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.drainDelay + configuration.gracefulShutdownTimeout)
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         logger.info("stopped")
     }
@@ -188,5 +192,17 @@ enum StartupModels {
             }
         }
         return result
+    }
+}
+
+/// On graceful shutdown, flips readiness to 503 and keeps the listeners open for `delay`.
+struct DrainService: Service {
+    let server: ModelServer
+    let delay: Duration
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.beginDraining()
+        try? await Task.sleep(for: delay)
     }
 }

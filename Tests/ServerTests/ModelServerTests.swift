@@ -111,6 +111,34 @@ import Testing
         }
     }
 
+    @Test func deadlinePassedWhileQueuedIs504AndOthersAreServed() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let server = store.makeServer()
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        let body = try Fixtures.bytes("images/rgb.png")
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            // One worker: ten requests ahead keep it busy far longer than the last one's 1 ms deadline.
+            for _ in 0..<10 {
+                group.addTask {
+                    _ = try await server.predict(model: "unet_tiny", request: InferenceRequest(body: body))
+                    return true
+                }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+            do {
+                _ = try await server.predict(model: "unet_tiny", request: InferenceRequest(body: body, timeout: .milliseconds(1)))
+                Issue.record("a request past its deadline was answered")
+            } catch let error as ModelServerError {
+                guard case .deadlineExceeded = error else { Issue.record("got \(error)"); return }
+            }
+            var served = 0
+            for try await ok in group where ok { served += 1 }
+            #expect(served == 10)
+        }
+    }
+
     @Test func zeroWorkersIsUnavailable() async throws {
         let store = try TestModelStore()
         defer { store.remove() }
