@@ -8,8 +8,9 @@ enum HandlerFactory {
             return try SegmentationHandler(spec: spec, pixelLimit: pixelLimit)
         case .textClassifier(let spec):
             return try TextClassificationHandler(spec: spec, archive: archive)
-        case .imageClassifier:
-            throw .invalidModel("handler \(archive.handler.rawValue) is declared but not available in this build yet; image_segmenter is")
+        case .imageClassifier(let spec):
+            let labels = try spec.labels.map { file throws(ModelServerError) in try ClassLabels(contentsOf: archive.url(of: file)) } ?? .indices
+            return try ImageClassificationHandler(spec: spec, labels: labels, pixelLimit: pixelLimit)
         }
     }
 }
