@@ -121,6 +121,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmark: the raw forward-pass floor (scripts/bench runs it; not part of the tests).
+        .executableTarget(name: "forward-bench", dependencies: ["Torch"], swiftSettings: swiftSettings),
         // Tests. Committed fixtures live in Tests/Fixtures; TestFixtures finds them.
         .target(name: "TestFixtures", path: "Tests/TestFixtures", swiftSettings: swiftSettings),
         .testTarget(

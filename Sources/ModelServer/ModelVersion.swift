@@ -222,7 +222,7 @@ final class ModelVersion: @unchecked Sendable {
             output = try module.forward(inputs)
             metrics.record(.forward, .now - started)
         } catch {
-            let message = (error as? TorchError)?.summary ?? "\(error)"
+            let message = error.summary
             logger.error("forward failed: \(error)")
             for (job, _) in group { job.finish(.failure(.modelFailure("Model \(name) failed: \(message)"))) }
             return

@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""Benchmark: the server against the raw libtorch forward floor, in one run on one machine.
+
+For each model (the small sample U-Net and a reference-size ResNet-50 U-Net with random
+weights) it measures
+  - the floor: a tight loop of forward passes (Swift through CTorch, plain and optimised,
+    and Python torch) at batch 1 and at the batched size, one intra-op thread;
+  - the server: requests/s and p50/p90/p99 latency from wrk (a separate process) POSTing a
+    PNG at several concurrencies, with batching off (batchSize 1) and on;
+  - RSS with 1 and 4 workers, and the time from `serve --start` to the first prediction.
+It prints a table and writes BENCHMARKS.md (ratios from this one run).
+
+Usage: scripts/bench/run  [--seconds 10] [--concurrency 1,4,16] [--models small,reference]
+Not part of the tests; needs wrk (apt-get install wrk) and Debian's python3-torch.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "scripts", "bench")
+CACHE = os.path.join(ROOT, "scripts", ".cache", "bench")
+RELEASE = os.path.join(ROOT, ".build", "release")
+IMAGE = os.path.join(ROOT, "model_store", "samples", "scene_0.png")
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs).stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse(line):
+    return {k: (float(v) if re.fullmatch(r"[0-9.]+", v) else v) for k, v in re.findall(r"(\w+)=(\S+)", line)}
+
+
+def write_archive(folder, model_pt, batch_size, delay, workers=1):
+    os.makedirs(os.path.join(folder, "MAR-INF"), exist_ok=True)
+    shutil.copy(model_pt, os.path.join(folder, "model.pt"))
+    with open(os.path.join(folder, "model-config.yaml"), "w") as f:
+        f.write(f"minWorkers: {workers}\nmaxWorkers: {workers}\nbatchSize: {batch_size}\nmaxBatchDelay: {delay}\n"
+                "handler:\n  kind: image_segmenter\n  inputSize: [96, 128]\n")
+    manifest = {"createdOn": "01/01/2026 00:00:00", "runtime": "python", "archiverVersion": "0.12.0",
+                "model": {"modelName": os.path.basename(folder), "serializedFile": "model.pt",
+                          "handler": "image_segmenter", "modelVersion": "1.0", "configFile": "model-config.yaml"}}
+    with open(os.path.join(folder, "MAR-INF", "MANIFEST.json"), "w") as f:
+        json.dump(manifest, f)
+
+
+class Server:
+    """serve --start in a scratch folder with its own ports; --stop on exit."""
+
+    def __init__(self, store, models):
+        self.folder = os.path.join(CACHE, "run")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.makedirs(self.folder)
+        self.inference, self.management, self.metrics = free_port(), free_port(), free_port()
+        with open(os.path.join(self.folder, "config.properties"), "w") as f:
+            f.write(f"inference_address=http://127.0.0.1:{self.inference}\n"
+                    f"management_address=http://127.0.0.1:{self.management}\n"
+                    f"metrics_address=http://127.0.0.1:{self.metrics}\ndrain_delay=0\n")
+        started = time.time()
+        run([os.path.join(RELEASE, "serve"), "--start", "--ncs", "--disable-token-auth",
+             "--model-store", store, "--models", models], cwd=self.folder)
+        first = None
+        with open(IMAGE, "rb") as f:
+            body = f.read()
+        name = models.split(",")[0].split("=")[0]
+        while first is None and time.time() - started < 120:
+            try:
+                urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{self.inference}/predictions/{name}", data=body, method="POST"), timeout=30).read()
+                first = time.time() - started
+            except Exception:
+                time.sleep(0.05)
+        self.start_to_first_prediction = first
+        with open(os.path.join(self.folder, "logs", "serve.pid")) as f:
+            self.pid = int(f.read().strip())
+
+    def rss_mib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+    def scale(self, model, workers):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.management}/models/{model}?min_worker={workers}&synchronous=true", method="PUT")
+        urllib.request.urlopen(request, timeout=300).read()
+
+    def stop(self):
+        subprocess.run([os.path.join(RELEASE, "serve"), "--stop"], cwd=self.folder, capture_output=True)
+
+
+def wrk(port, model, concurrency, seconds):
+    out = run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s", "-s", os.path.join(BENCH, "post.lua"),
+               f"http://127.0.0.1:{port}/predictions/{model}"], env=dict(os.environ, BENCH_IMAGE=IMAGE))
+    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    return parse(line)
+
+
+def floor(model_pt, batch, seconds):
+    results = {}
+    for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", "1",
+                     "--seconds", str(seconds)]).splitlines():
+        values = parse(line)
+        results["swift " + line.split()[1]] = values["median_ms"]
+    python = parse(run(["/usr/bin/python3", os.path.join(BENCH, "python_forward.py"), model_pt, str(batch), "1", str(seconds)]))
+    results["python plain"] = python["median_ms"]
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--models", default="small,reference")
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    os.makedirs(CACHE, exist_ok=True)
+
+    subprocess.run(["swift", "build", "-c", "release", "--product", "serve"], cwd=ROOT, check=True)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "forward-bench"], cwd=ROOT, check=True)
+    models = {}
+    if "small" in args.models:
+        small = os.path.join(CACHE, "unet_small.pt")
+        run(["unzip", "-o", "-j", "-q", os.path.join(ROOT, "model_store", "unet.mar"), "unet.pt", "-d", CACHE])
+        os.replace(os.path.join(CACHE, "unet.pt"), small)
+        models["small"] = small
+    if "reference" in args.models:
+        reference = os.path.join(CACHE, "unet_r50.pt")
+        if not os.path.exists(reference):
+            print(run(["/usr/bin/python3", os.path.join(BENCH, "make_reference_unet.py"), reference]), end="")
+        models["reference"] = reference
+
+    report = {"cpu": run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"]).split("\n")[:2],
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": {}}
+    for name, model_pt in models.items():
+        print(f"== {name}: {model_pt}", flush=True)
+        entry = {"floor_b1": floor(model_pt, 1, args.seconds), f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds)}
+        print(" floor", entry, flush=True)
+        store = os.path.join(CACHE, "store")
+        shutil.rmtree(store, ignore_errors=True)
+        write_archive(os.path.join(store, "b1"), model_pt, 1, 0)
+        write_archive(os.path.join(store, f"b{args.batch}"), model_pt, args.batch, 5)
+        server = Server(store, f"b1=b1,b{args.batch}=b{args.batch}")
+        try:
+            entry["start_to_first_prediction_s"] = server.start_to_first_prediction
+            for label in ["b1", f"b{args.batch}"]:
+                for c in concurrencies:
+                    result = wrk(server.inference, label, c, args.seconds)
+                    entry[f"{label}_c{c}"] = result
+                    print(f" {label} c={c}", result, flush=True)
+            entry["rss_1_worker_mib"] = server.rss_mib()
+            server.scale("b1", 4)
+            entry["rss_4_workers_mib"] = server.rss_mib()
+        finally:
+            server.stop()
+        report["models"][name] = entry
+    with open(os.path.join(CACHE, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    write_markdown(report, args, concurrencies)
+
+
+def write_markdown(report, args, concurrencies):
+    b = args.batch
+    lines = ["# Benchmarks", "",
+             f"Measured {report['date']} on this project's development machine ({report['cpu'][0].strip()} cores, "
+             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), one intra-op thread per worker, "
+             "one worker per model, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
+             "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
+             "Command:", "", "```sh", "scripts/bench/run " + " ".join(sys.argv[1:]), "```", ""]
+    for name, e in report["models"].items():
+        f1 = e["floor_b1"]
+        best1 = min(f1["swift plain"], f1["swift optimized"])
+        fb = e[f"floor_b{b}"]
+        best_per_item = min(best1, min(fb["swift plain"], fb["swift optimized"]) / b)
+        floor_rps = 1000 / best_per_item
+        lines += [f"## {name} U-Net", "",
+                  "| raw forward (median ms) | Swift plain | Swift optimised | Python torch |", "|---|---|---|---|",
+                  f"| batch 1 | {f1['swift plain']:.2f} | {f1['swift optimized']:.2f} | {f1['python plain']:.2f} |",
+                  f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |", "",
+                  f"Floor: {best1:.2f} ms per request at batch 1; best per-item throughput {floor_rps:.1f}/s.", "",
+                  "| server | concurrency | requests/s | p50 ms | p90 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+        for label in ["b1", f"b{b}"]:
+            for c in concurrencies:
+                r = e[f"{label}_c{c}"]
+                lines.append(f"| batch {'off' if label == 'b1' else f'{b}, 5 ms'} | {c} | {r['rps']:.1f} | {r['p50_ms']:.2f} | "
+                             f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'] + r['non2xx'])} |")
+        c1 = e["b1_c1"]
+        top = max(concurrencies)
+        lines += ["", "| ratio | value | target |", "|---|---|---|",
+                  f"| p50 at c=1 / raw forward at batch 1 | {c1['p50_ms'] / best1:.3f} | ≤ 1.05 |",
+                  f"| throughput at c={top}, batching off / best raw throughput | {e[f'b1_c{top}']['rps'] / floor_rps:.3f} | ≥ 0.95 |",
+                  f"| throughput at c={top}, batching on / off | {e[f'b{b}_c{top}']['rps'] / e[f'b1_c{top}']['rps']:.3f} | ≥ 1 |",
+                  f"| start to first prediction | {e['start_to_first_prediction_s']:.2f} s | ≤ 1 s + load |",
+                  f"| RSS 1 worker / 4 workers | {e['rss_1_worker_mib']:.0f} / {e['rss_4_workers_mib']:.0f} MiB "
+                  f"(+{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} MiB per extra worker) | ≤ 50 MiB per worker |", ""]
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
