@@ -201,30 +201,7 @@ public struct TextClassificationHandler: Handler {
 
     /// `{"label": probability, …}`: all classes, highest first, ties lower index first.
     func labelObject(_ probabilities: [Float]) -> String {
-        let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
-        let members = order.map { "\(Self.jsonString(labels.name(ofClass: $0))):\(probabilities[$0].description)" }
-        return "{" + members.joined(separator: ",") + "}"
-    }
-
-    static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        ClassProbabilities(labels: labels).jsonObject(probabilities)
     }
 
     // MARK: Input

@@ -223,7 +223,7 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
         // Ties: the lower index first; unnamed classes are called by their index.
         #expect(handler.labelObject([0.25, 0.5, 0.25]) == "{\"1\":0.5,\"a\\\"b\":0.25,\"c\":0.25}")
         #expect(handler.labelObject([1e-5, 0.99999]) == "{\"1\":0.99999,\"a\\\"b\":1e-05}")
-        #expect(TextClassificationHandler.jsonString("x\u{1}\n\\") == "\"x\\u0001\\n\\\\\"")
+        #expect(ClassProbabilities.jsonString("x\u{1}\n\\") == "\"x\\u0001\\n\\\\\"")
 
         let input = try handler.preprocess(request("{\"inputs\": [\"a\", \"b\"]}"))
         let logits = try Tensor.copying([Float(0), 1, 0, 1, 2, 3], shape: [2, 3])
@@ -280,6 +280,46 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
         // A vocabulary the handler section names but the archive lacks (the archive reader notices first).
         #expect(throws: (any Error).self) {
             try HandlerFactory.make(try makeArchive(model: "models/text_bag.pt", files: [:], config: bag), pixelLimit: 1 << 24)
+        }
+    }
+}
+
+/// The trained samples of scripts/samples/train_text_classifier.py, when they have been built
+/// (they are not committed): the server must give the probabilities the script computed.
+@Suite struct TrainedTextClassifierSampleTests {
+    struct Expected: Decodable {
+        var text: String
+        var label: String
+        var probabilities: [String: Float]
+    }
+
+    static let buildFolder = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/samples/build", isDirectory: true)
+
+    static func isBuilt(_ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: buildFolder.appendingPathComponent("\(name)/expected.json").path)
+    }
+
+    @Test(arguments: ["text", "text-small"])
+    func servesWhatTheTrainingScriptComputed(_ name: String) throws {
+        guard Self.isBuilt(name) else { return }
+        let folder = Self.buildFolder.appendingPathComponent(name, isDirectory: true)
+        let yaml = try String(contentsOf: folder.appendingPathComponent("model-config.yaml"), encoding: .utf8)
+        let maxLength = try #require(yaml.split(separator: "\n").first { $0.contains("maxLength:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) })
+        let handler = try TextClassificationHandler(
+            spec: TextClassifierSpec(maxLength: maxLength, labels: "index_to_name.json"),
+            vocabulary: folder.appendingPathComponent("vocab.txt"), labels: folder.appendingPathComponent("index_to_name.json"))
+        let module = try ScriptModule(contentsOf: folder.appendingPathComponent("model.pt"))
+        let expected = try JSONDecoder().decode([Expected].self, from: Data(contentsOf: folder.appendingPathComponent("expected.json")))
+        let responses = try serve(expected.map { request($0.text) }, with: handler, module: module)
+        for (item, response) in zip(expected, responses) {
+            let pairs = orderedPairs(Substring(text(response)))
+            #expect(pairs.count == item.probabilities.count)
+            for (label, probability) in pairs {
+                let want = try #require(item.probabilities[label])
+                #expect(abs(probability - want) <= 1e-4, "\(name): \(item.text.prefix(60)) \(label)")
+            }
         }
     }
 }

@@ -145,7 +145,7 @@ public struct WordPieceTokenizer: Sendable {
         var bytes: [UInt8] = []
         var offsets: [Int] = [0]
         for scalar in word {
-            bytes.append(contentsOf: String(scalar).utf8)
+            UTF8.encode(scalar) { bytes.append($0) }
             offsets.append(bytes.count)
         }
         let prefix = Array(Self.continuationPrefix.utf8)
