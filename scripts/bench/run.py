@@ -10,7 +10,7 @@ weights) it measures
   - RSS with 1 and 4 workers, and the time from `serve --start` to the first prediction.
 It prints a table and writes BENCHMARKS.md (ratios from this one run).
 
-Usage: scripts/bench/run  [--seconds 10] [--concurrency 1,4,16] [--models small,reference]
+Usage: /usr/bin/python3 scripts/bench/run.py [--seconds 10] [--concurrency 1,4,16] [--models small,reference]
 Not part of the tests; needs wrk (apt-get install wrk) and Debian's python3-torch.
 """
 import argparse
@@ -180,7 +180,7 @@ def write_markdown(report, args, concurrencies):
              f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), one intra-op thread per worker, "
              "one worker per model, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
              "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
-             "Command:", "", "```sh", "scripts/bench/run " + " ".join(sys.argv[1:]), "```", ""]
+             "Command:", "", "```sh", "/usr/bin/python3 scripts/bench/run.py " + " ".join(sys.argv[1:]), "```", ""]
     for name, e in report["models"].items():
         f1 = e["floor_b1"]
         best1 = min(f1["swift plain"], f1["swift optimized"])
@@ -207,8 +207,16 @@ def write_markdown(report, args, concurrencies):
                   f"| start to first prediction | {e['start_to_first_prediction_s']:.2f} s | ≤ 1 s + load |",
                   f"| RSS 1 worker / 4 workers | {e['rss_1_worker_mib']:.0f} / {e['rss_4_workers_mib']:.0f} MiB "
                   f"(+{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} MiB per extra worker) | ≤ 50 MiB per worker |", ""]
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
-        f.write("\n".join(lines))
+    # Hand-written analysis below "## Notes" survives a new run.
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    notes = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        if "\n## Notes" in text:
+            notes = text[text.index("\n## Notes"):]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + notes)
     print("\n".join(lines))
 
 
