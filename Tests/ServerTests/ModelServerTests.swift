@@ -55,6 +55,28 @@ import Testing
         }
     }
 
+    /// The same TorchScript file packed by torch-model-archiver (.mar, .tar.gz, folder) serves
+    /// the same masks as our own folder archive.
+    @Test func torchModelArchiverArchivesServeTheSameMasks() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        for name in ["unet_tiny.mar", "unet_tiny.tar.gz"] {
+            try FileManager.default.copyItem(at: Fixtures.url("archives/tma/\(name)"), to: store.root.appendingPathComponent("tma-\(name)"))
+        }
+        let server = store.makeServer()
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        try await server.register(RegistrationOptions(url: "tma-unet_tiny.mar", modelName: "tma_mar"))
+        try await server.register(RegistrationOptions(url: "tma-unet_tiny.tar.gz", modelName: "tma_tgz"))
+        let body = try Fixtures.bytes("images/baseline.jpg")
+        let expected = try expectedMask("baseline.jpg")
+        for model in ["unet_tiny", "tma_mar", "tma_tgz"] {
+            let response = try await server.predict(model: model, request: InferenceRequest(body: body))
+            let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
+            #expect(Data(base64Encoded: json?["base64_prediction"] ?? "").map { [UInt8]($0) } == expected, "\(model)")
+        }
+    }
+
     @Test func describeShowsReadyWorkersAndSharedWeights() async throws {
         let store = try TestModelStore()
         defer { store.remove() }
