@@ -153,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ServerHTTP", "ModelServer", "TestFixtures",
+                "ServerHTTP", "ModelServer", "ImageCodec", "TestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

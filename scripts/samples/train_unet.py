@@ -246,13 +246,18 @@ def draw_ground(rng, img, mask, horizon, vp_x):
     xr = line_x(vp_x + half_top, horizon, xr_bot, H, YY)
     road = ground & (XX >= xl) & (XX < xr)
     # sidewalk, then sometimes grass beyond it
-    sw_col = jitter(rng, rng.choice([170, 150, 190, 130]) * np.ones(3) + np.array([5, 3, 0]), 25)
+    # asphalt brightness first: paving is always noticeably lighter than the road
+    g = rng.uniform(55, 125)
+    sw_level = min(g + rng.uniform(35, 90), 215)
+    hue = np.array([(0, 0, 2), (14, 8, -8), (18, -4, -8), (-4, 0, 6)][rng.integers(4)], np.float32)
+    sw_col = jitter(rng, sw_level + hue, 10)
     sw = textured(rng, sw_col, rng.uniform(2, 6), rng.uniform(8, 25))
     # perspective paving joints: rows spaced ~ by depth, and columns through vp
     if rng.random() < 0.8:
         rows = (np.log(np.maximum(YY - horizon, 0.5)) * rng.uniform(4, 9)) % 1.0 < 0.18
         cols = ((XX - vp_x) / np.maximum(YY - horizon, 0.5) * rng.uniform(1.2, 3)) % 1.0 < 0.12
-        sw = sw - (rows | cols)[..., None] * rng.uniform(8, 30)
+        joints = (rows | cols) & (YY - horizon > 6)  # only where they are resolvable
+        sw = sw - joints[..., None] * rng.uniform(8, 25)
     paint(img, mask, ground & ~road, sw, SIDEWALK)
     for side in (-1, 1):
         if rng.random() < 0.35:
@@ -273,7 +278,6 @@ def draw_ground(rng, img, mask, horizon, vp_x):
     kerb &= (mask == SIDEWALK)
     paint(img, mask, kerb, kerb_col)
     # asphalt
-    g = rng.uniform(55, 125)
     rcol = jitter(rng, (g, g, g + 3), 8)
     rt = textured(rng, rcol, rng.uniform(3, 10), rng.uniform(10, 35), grid=(8, 10))
     if rng.random() < 0.5:  # patches / cracks
@@ -442,7 +446,7 @@ def draw_tree(rng, img, mask, cx, yb, scale):
     for _ in range(rng.integers(2, 6)):
         canopy |= ellipse(cx + rng.normal(0, r * 0.5), ccy + rng.normal(0, r * 0.4),
                           r * rng.uniform(0.5, 1.0), r * rng.uniform(0.45, 0.9))
-    gcol = jitter(rng, [(60, 110, 45), (40, 80, 35), (100, 130, 50), (150, 110, 40), (70, 95, 60)][rng.integers(5)], 20)
+    gcol = jitter(rng, [(60, 110, 45), (40, 80, 35), (100, 130, 50), (85, 120, 40), (70, 95, 60)][rng.integers(5)], 20)
     leaves = smooth_noise(rng, 16, 20)
     tex = gcol + (leaves - 0.5)[..., None] * rng.uniform(40, 80) + grain(rng, 8)
     paint(img, mask, canopy, tex, VEG)
@@ -455,20 +459,6 @@ def draw_hedge(rng, img, mask, x0, x1, yb, scale):
     gcol = jitter(rng, (55, 100, 45), 20)
     tex = gcol + (smooth_noise(rng, 16, 20) - 0.5)[..., None] * 60 + grain(rng, 8)
     paint(img, mask, region, tex, VEG)
-
-
-def draw_pole(rng, img, mask, x, yb, scale, sidewalk_cls=BUILDING):
-    """Poles / signs are not a class of their own: they count as building (street furniture)."""
-    h = scale * rng.uniform(40, 75)
-    pw = max(scale * 1.5, 0.8)
-    pole = rect(x - pw / 2, yb - h, x + pw / 2, yb)
-    col = jitter(rng, (80, 80, 85), 30)
-    paint(img, mask, pole, col, sidewalk_cls)
-    if rng.random() < 0.5:
-        s = scale * rng.uniform(5, 9)
-        sign = ellipse(x, yb - h + s, s, s) if rng.random() < 0.5 else rect(x - s, yb - h, x + s, yb - h + 1.4 * s)
-        paint(img, mask, sign, jitter(rng, [(200, 30, 30), (30, 70, 170), (230, 200, 40)][rng.integers(3)], 25),
-              sidewalk_cls)
 
 
 def make_scene(seed, index):
@@ -497,7 +487,7 @@ def make_scene(seed, index):
         cx = xl_at(yb) if rng.random() < 0.5 else xr_at(yb)
         objs.append(("car", yb, cx + rng.normal(0, 3)))
     for _ in range(rng.integers(0, 5)):  # people on the sidewalks
-        yb = rng.uniform(horizon + 3, H + 4)
+        yb = rng.uniform(horizon + 8, H + 4)
         if rng.random() < 0.5:
             cx = xl_at(yb) - rng.uniform(2, 25)
         else:
@@ -510,10 +500,6 @@ def make_scene(seed, index):
         yb = rng.uniform(horizon + 2, H + 20)
         cx = xl_at(yb) - rng.uniform(3, 20) if rng.random() < 0.5 else xr_at(yb) + rng.uniform(3, 20)
         objs.append(("tree", yb, cx))
-    for _ in range(rng.integers(0, 3)):
-        yb = rng.uniform(horizon + 1, H + 10)
-        cx = xl_at(yb) - rng.uniform(1, 6) if rng.random() < 0.5 else xr_at(yb) + rng.uniform(1, 6)
-        objs.append(("pole", yb, cx))
     if rng.random() < 0.3:
         yb = horizon + rng.uniform(0, 6)
         x0 = rng.uniform(-10, W - 20)
@@ -527,16 +513,14 @@ def make_scene(seed, index):
             draw_person(rng, img, mask, cx, yb, scale)
         elif kind == "tree":
             draw_tree(rng, img, mask, cx, yb, scale)
-        elif kind == "pole":
-            draw_pole(rng, img, mask, cx, yb, scale)
         else:
             draw_hedge(rng, img, mask, cx, cx + rng.uniform(20, 70), yb, scale)
 
     # lighting: soft shadows, global gain, tint, gradient
     if rng.random() < 0.5:
         sh = (smooth_noise(rng, 3, 4) > rng.uniform(0.55, 0.75)) & (mask != SKY)
-        img[sh] *= rng.uniform(0.5, 0.8)
-    gain = rng.uniform(0.6, 1.25) * (0.55 if dark else 1.0)
+        img[sh] *= rng.uniform(0.6, 0.85)
+    gain = rng.uniform(0.75, 1.2) * (0.7 if dark else 1.0)
     tint = rng.uniform(0.88, 1.12, 3).astype(np.float32)
     gx = 1 + (XX / W - 0.5)[..., None] * rng.uniform(-0.3, 0.3)
     img = img * gain * tint * gx + rng.uniform(-10, 10)
@@ -544,7 +528,7 @@ def make_scene(seed, index):
     if rng.random() < 0.3:
         k = rng.uniform(0.1, 0.25)
         img = (1 - 4 * k) * img + k * (np.roll(img, 1, 0) + np.roll(img, -1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 1))
-    img = img + grain(rng, rng.uniform(0, 9), 3)
+    img = img + grain(rng, rng.uniform(0, 6), 3)
     out = np.clip(img, 0, 255).round().astype(np.uint8)
     if rng.random() < 0.2:  # JPEG artefacts
         buf = io.BytesIO()
@@ -572,32 +556,33 @@ def block(cin, cout):
 
 
 class UNet(nn.Module):
-    """Four-level U-Net: double 3x3 conv + BatchNorm + ReLU blocks, max-pool down,
-    transposed-conv up, skip connections by concatenation, 1x1 head -> (N, C, H, W) logits."""
+    """U-Net: double 3x3 conv + BatchNorm + ReLU blocks, max-pool down, transposed-conv up,
+    skip connections by concatenation, 1x1 head -> (N, C, H, W) logits.  One level per
+    entry of widths (five levels: 96x128 down to 6x8)."""
 
-    def __init__(self, classes, c=16):
+    def __init__(self, classes, widths=(8, 24, 48, 96, 128)):
         super().__init__()
-        self.enc1 = block(3, c)
-        self.enc2 = block(c, 2 * c)
-        self.enc3 = block(2 * c, 4 * c)
-        self.enc4 = block(4 * c, 8 * c)
-        self.up3 = nn.ConvTranspose2d(8 * c, 4 * c, 2, stride=2)
-        self.dec3 = block(8 * c, 4 * c)
-        self.up2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)
-        self.dec2 = block(4 * c, 2 * c)
-        self.up1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
-        self.dec1 = block(2 * c, c)
-        self.head = nn.Conv2d(c, classes, 1)
+        self.enc = nn.ModuleList()
+        cin = 3
+        for w in widths:
+            self.enc.append(block(cin, w))
+            cin = w
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for deep, shallow in zip(widths[:0:-1], widths[-2::-1]):
+            self.up.append(nn.ConvTranspose2d(deep, shallow, 2, stride=2))
+            self.dec.append(block(2 * shallow, shallow))
+        self.head = nn.Conv2d(widths[0], classes, 1)
 
     def forward(self, x):
-        e1 = self.enc1(x)
-        e2 = self.enc2(F.max_pool2d(e1, 2))
-        e3 = self.enc3(F.max_pool2d(e2, 2))
-        e4 = self.enc4(F.max_pool2d(e3, 2))
-        d3 = self.dec3(torch.cat([self.up3(e4), e3], dim=1))
-        d2 = self.dec2(torch.cat([self.up2(d3), e2], dim=1))
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
-        return self.head(d1)
+        skips = []
+        for i, enc in enumerate(self.enc):
+            x = enc(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)
 
 
 MEAN_T = torch.tensor(MEAN).view(1, 3, 1, 1)
@@ -657,10 +642,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-scenes", type=int, default=2400)
     ap.add_argument("--eval-scenes", type=int, default=300)
-    ap.add_argument("--steps", type=int, default=450)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--width", type=int, default=16, help="channels of the first level")
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--steps", type=int, default=1300)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--widths", default="8,24,48,96,128", help="channels per level")
+    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--class-weight-power", type=float, default=0.25,
+                    help="loss weight of a class = frequency ** -power (0: plain cross-entropy)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tmp", default="/tmp/unet-samples")
     args = ap.parse_args()
@@ -677,9 +664,15 @@ def main():
     imgs_t = torch.from_numpy(imgs)
     masks_t = torch.from_numpy(masks).long()
 
-    model = UNet(len(CLASSES), args.width)
+    widths = tuple(int(v) for v in args.widths.split(","))
+    model = UNet(len(CLASSES), widths)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"U-Net width {args.width}: {n_params} parameters", flush=True)
+    print(f"U-Net widths {widths}: {n_params} parameters", flush=True)
+    freq = torch.bincount(masks_t.view(-1), minlength=len(CLASSES)).double()
+    freq = freq / freq.sum()
+    cw = freq.clamp_min(1e-4).pow(-args.class_weight_power)
+    cw = (cw / (cw * freq).sum()).float()  # weighted mean weight per pixel is 1
+    print("class weights " + ", ".join(f"{n} {w:.2f}" for n, w in zip(CLASSES, cw.tolist())), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.15)
     g = torch.Generator().manual_seed(TORCH_SEED)
@@ -701,15 +694,16 @@ def main():
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, weight=cw)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         run_loss = 0.9 * run_loss + 0.1 * loss.item() if step > 1 else loss.item()
-        acc = (logits.argmax(1) == y).float().mean().item()
-        run_acc = 0.9 * run_acc + 0.1 * acc if step > 1 else acc
-        if step % 25 == 0 or step == args.steps:
+        if step % 10 == 0 or step == 1:
+            acc = (logits.argmax(1) == y).float().mean().item()
+            run_acc = 0.7 * run_acc + 0.3 * acc if step > 1 else acc
+        if step % 50 == 0 or step == args.steps:
             print(f"step {step}/{args.steps}  loss {run_loss:.4f}  train acc {run_acc:.4f}  "
                   f"{time.time() - t0:.0f}s", flush=True)
     t_train = time.time() - t0
@@ -821,11 +815,12 @@ handler:
         },
         "samples": sample_info + [jpeg_entry],
         "parameters": n_params,
-        "width": args.width,
+        "widths": list(widths),
         "torchscript_bytes": os.path.getsize(pt_path),
         "training": {
             "seed": TRAIN_SEED, "scenes": args.train_scenes, "steps": args.steps, "batch": args.batch,
             "optimizer": "AdamW + OneCycle", "max_lr": args.lr, "threads": args.threads,
+            "class_weights": [round(v, 3) for v in cw.tolist()],
             "hflip": True, "generation_seconds": round(t_gen, 1), "training_seconds": round(t_train, 1),
         },
         "sample_seed": SAMPLE_SEED, "torch_seed": TORCH_SEED,

@@ -1,0 +1,64 @@
+import Foundation
+import ImageCodec
+import ModelServer
+import TestFixtures
+import Testing
+
+/// The archives in model_store/, served as the README's first command serves them.
+@Suite struct SampleModelTests {
+    static let modelStore = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("model_store", isDirectory: true)
+
+    func server() -> (ModelServer, URL) {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("samples-\(UUID().uuidString)")
+        return (ModelServer(configuration: ServerConfiguration(modelStore: Self.modelStore, workDirectory: work), logger: quietLogger), work)
+    }
+
+    /// The sample segmenter's served masks agree with the scenes' ground truth.
+    /// The bar is the model's measured quality (94.7 % held-out pixel accuracy; issue 6 asks
+    /// for 95 %, which this model does not reach yet), so a regression anywhere on the
+    /// request path shows here.
+    @Test func unetSegmentsTheSampleScenes() async throws {
+        let (server, work) = server()
+        defer {
+            server.shutdown()
+            try? FileManager.default.removeItem(at: work)
+        }
+        try await server.register(RegistrationOptions(url: "unet.mar"))
+        let decoder = ImageDecoder()
+        var agreeing = 0, total = 0
+        for name in ["scene_0.png", "scene_1.png", "scene_2.png", "scene_3.png", "scene_0.jpg"] {
+            let input = try [UInt8](Data(contentsOf: Self.modelStore.appendingPathComponent("samples/\(name)")))
+            let truthFile = name.replacingOccurrences(of: ".png", with: "").replacingOccurrences(of: ".jpg", with: "") + ".mask.png"
+            let truth = try decoder.decode([UInt8](Data(contentsOf: Self.modelStore.appendingPathComponent("samples/\(truthFile)"))))
+            let response = try await server.predict(model: "unet", request: InferenceRequest(body: input))
+            let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
+            let mask = [UInt8](Data(base64Encoded: json?["base64_prediction"] ?? "") ?? Data())
+            try #require(mask.count == truth.width * truth.height, "\(name)")
+            // The truth PNG is grey, decoded to RGB: every third byte is the class id.
+            let scene = zip(mask, stride(from: 0, to: truth.pixels.count, by: 3).map { truth.pixels[$0] }).filter { $0 == $1 }.count
+            #expect(Double(scene) / Double(mask.count) >= 0.90, "\(name): \(scene) of \(mask.count) pixels agree")
+            agreeing += scene
+            total += mask.count
+        }
+        #expect(Double(agreeing) / Double(total) >= 0.94, "\(agreeing) of \(total) pixels agree")
+    }
+
+    @Test func fortunesClassifiesClearTexts() async throws {
+        let (server, work) = server()
+        defer {
+            server.shutdown()
+            try? FileManager.default.removeItem(at: work)
+        }
+        try await server.register(RegistrationOptions(url: "fortunes.mar"))
+        let body = Array("{\"inputs\": [\"The senator voted against the bill in congress\", \"Add two cups of flour and bake the bread\"]}".utf8)
+        let response = try await server.predict(model: "fortunes", request: InferenceRequest(body: body, contentType: "application/json"))
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: Double]])
+        #expect(results.count == 2)
+        #expect(results.map { $0.max { $0.value < $1.value }?.key } == ["politics", "food"])
+        for result in results {
+            #expect(Set(result.keys) == ["computers", "politics", "science", "men-women", "food", "sports"])
+            #expect(abs(result.values.reduce(0, +) - 1) < 1e-4)
+        }
+    }
+}
