@@ -16,6 +16,12 @@ public struct WorkerInfo: Sendable, Equatable {
     public var startTime: Date
     public var status: WorkerStatus
     public var device: Device
+
+    /// The CUDA device index, or nil on the CPU.
+    public var gpuIndex: Int? {
+        if case .cuda(let index) = device { return index }
+        return nil
+    }
 }
 
 /// A dedicated thread that runs batches of one model version on one device.

@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import ModelServer
-import Torch
 
 /// The management port: register, list, describe, scale, set-default, unregister.
 public struct ManagementAPI<Context: RequestContext>: Sendable {
@@ -215,7 +214,7 @@ struct DescribedModel: Encodable {
 
     init(_ description: ModelDescription) {
         let settings = description.settings
-        let usesGPU = description.workers.contains { $0.device.isCUDA }
+        let usesGPU = description.workers.contains { $0.gpuIndex != nil }
         modelName = description.modelName
         modelVersion = description.modelVersion
         modelUrl = description.modelURL
@@ -229,13 +228,10 @@ struct DescribedModel: Encodable {
         responseTimeout = settings.responseTimeout
         startupTimeout = settings.startupTimeout
         deviceType = usesGPU ? "gpu" : "cpu"
-        deviceIds = Array(Set(description.workers.compactMap { worker -> Int? in
-            if case .cuda(let index) = worker.device { return index }
-            return nil
-        })).sorted()
+        deviceIds = Array(Set(description.workers.compactMap(\.gpuIndex))).sorted()
         loadedAtStartup = description.loadedAtStartup
         workers = description.workers.map { worker in
-            let gpuIndex: Int? = if case .cuda(let index) = worker.device { index } else { nil }
+            let gpuIndex = worker.gpuIndex
             return Worker(
                 id: String(worker.id), startTime: timestamp(worker.startTime), status: worker.status.rawValue,
                 memoryUsage: description.weightBytes, pid: getpid(), gpu: gpuIndex != nil,
