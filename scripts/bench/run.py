@@ -10,7 +10,13 @@ weights) it measures
   - RSS with 1 and 4 workers, and the time from `serve --start` to the first prediction.
 It prints a table and writes BENCHMARKS.md (ratios from this one run).
 
+With --torchserve the same run also serves the same file with TorchServe 0.12.0 and an equivalent
+Python handler (scripts/bench/torchserve.py: installed into scripts/.cache, best of the
+workers x threads splits, batching off and on), checks that its masks equal ours, and adds the
+issue's ratios against it.
+
 Usage: /usr/bin/python3 scripts/bench/run.py [--seconds 10] [--concurrency 1,4,16] [--models small,reference]
+           [--torchserve [--ts-splits 1x1,2x1,1x2]] [--skip-build] [--output BENCHMARKS.md]
 Not part of the tests; needs wrk (apt-get install wrk) and Debian's python3-torch.
 """
 import argparse
@@ -30,6 +36,10 @@ BENCH = os.path.join(ROOT, "scripts", "bench")
 CACHE = os.path.join(ROOT, "scripts", ".cache", "bench")
 RELEASE = os.path.join(ROOT, ".build", "release")
 IMAGE = os.path.join(ROOT, "model_store", "samples", "scene_0.png")
+# The normalisation of the sample U-Net (model_store/unet.mar) and our image_segmenter's default;
+# written into the benchmark archives and given to TorchServe's handler alike.
+MEAN = [0.485, 0.456, 0.406]
+STD = [0.229, 0.224, 0.225]
 
 
 def run(command, **kwargs):
@@ -51,7 +61,8 @@ def write_archive(folder, model_pt, batch_size, delay, workers=1):
     shutil.copy(model_pt, os.path.join(folder, "model.pt"))
     with open(os.path.join(folder, "model-config.yaml"), "w") as f:
         f.write(f"minWorkers: {workers}\nmaxWorkers: {workers}\nbatchSize: {batch_size}\nmaxBatchDelay: {delay}\n"
-                "handler:\n  kind: image_segmenter\n  inputSize: [96, 128]\n")
+                "handler:\n  kind: image_segmenter\n  inputSize: [96, 128]\n"
+                f"  mean: {MEAN}\n  std: {STD}\n")
     manifest = {"createdOn": "01/01/2026 00:00:00", "runtime": "python", "archiverVersion": "0.12.0",
                 "model": {"modelName": os.path.basename(folder), "serializedFile": "model.pt",
                           "handler": "image_segmenter", "modelVersion": "1.0", "configFile": "model-config.yaml"}}
@@ -109,6 +120,19 @@ def wrk(port, model, concurrency, seconds):
     return parse(line)
 
 
+def drain(port, model):
+    """One request, answered once what an earlier run left queued is done (a server goes on with
+    requests wrk has stopped waiting for): the next point starts on an idle server."""
+    with open(IMAGE, "rb") as f:
+        body = f.read()
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/predictions/{model}", data=body,
+                                                      method="POST", headers={"Content-Type": "image/png"}),
+                               timeout=600).read()
+    except Exception as error:  # noqa: BLE001 - the next wrk run reports errors
+        print(f" drain {model}: {error}", flush=True)
+
+
 def floor(model_pt, batch, seconds):
     results = {}
     for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", "1",
@@ -120,29 +144,48 @@ def floor(model_pt, batch, seconds):
     return results
 
 
+def prepare_models(names):
+    """{label: TorchScript path}: the sample U-Net unpacked from model_store/unet.mar, the
+    reference-size one generated once (random weights) into scripts/.cache."""
+    os.makedirs(CACHE, exist_ok=True)
+    models = {}
+    if "small" in names:
+        small = os.path.join(CACHE, "unet_small.pt")
+        run(["unzip", "-o", "-j", "-q", os.path.join(ROOT, "model_store", "unet.mar"), "unet.pt", "-d", CACHE])
+        os.replace(os.path.join(CACHE, "unet.pt"), small)
+        models["small"] = small
+    if "reference" in names:
+        reference = os.path.join(CACHE, "unet_r50.pt")
+        if not os.path.exists(reference):
+            print(run(["/usr/bin/python3", os.path.join(BENCH, "make_reference_unet.py"), reference]), end="")
+        models["reference"] = reference
+    return models
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--models", default="small,reference")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--torchserve", action="store_true",
+                        help="also load TorchServe 0.12.0 on the same file (scripts/bench/torchserve.py)")
+    parser.add_argument("--ts-splits", default="1x1,2x1,1x2", help="TorchServe workers x threads splits to try")
+    parser.add_argument("--skip-build", action="store_true", help="use .build/release as it is (smoke tests)")
+    parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"),
+                        help="markdown file to write (its '## Notes' section is kept)")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     os.makedirs(CACHE, exist_ok=True)
+    torchserve = None
+    if args.torchserve:
+        import torchserve  # scripts/bench/torchserve.py
+        print(torchserve.setup(), flush=True)
 
-    subprocess.run(["swift", "build", "-c", "release", "--product", "serve"], cwd=ROOT, check=True)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "forward-bench"], cwd=ROOT, check=True)
-    models = {}
-    if "small" in args.models:
-        small = os.path.join(CACHE, "unet_small.pt")
-        run(["unzip", "-o", "-j", "-q", os.path.join(ROOT, "model_store", "unet.mar"), "unet.pt", "-d", CACHE])
-        os.replace(os.path.join(CACHE, "unet.pt"), small)
-        models["small"] = small
-    if "reference" in args.models:
-        reference = os.path.join(CACHE, "unet_r50.pt")
-        if not os.path.exists(reference):
-            print(run(["/usr/bin/python3", os.path.join(BENCH, "make_reference_unet.py"), reference]), end="")
-        models["reference"] = reference
+    if not args.skip_build:
+        subprocess.run(["swift", "build", "-c", "release", "--product", "serve"], cwd=ROOT, check=True)
+        subprocess.run(["swift", "build", "-c", "release", "--product", "forward-bench"], cwd=ROOT, check=True)
+    models = prepare_models(args.models)
 
     report = {"cpu": run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"]).split("\n")[:2],
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": {}}
@@ -157,9 +200,12 @@ def main():
         server = Server(store, f"b1=b1,b{args.batch}=b{args.batch}")
         try:
             entry["start_to_first_prediction_s"] = server.start_to_first_prediction
+            if torchserve:
+                entry["masks"] = torchserve.fetch_masks(server.inference, "b1", torchserve.sample_images())
             for label in ["b1", f"b{args.batch}"]:
                 for c in concurrencies:
                     result = wrk(server.inference, label, c, args.seconds)
+                    drain(server.inference, label)
                     entry[f"{label}_c{c}"] = result
                     print(f" {label} c={c}", result, flush=True)
             entry["rss_1_worker_mib"] = server.rss_mib()
@@ -167,6 +213,13 @@ def main():
             entry["rss_4_workers_mib"] = server.rss_mib()
         finally:
             server.stop()
+        if torchserve:
+            ts = torchserve.measure(model_pt, name, concurrencies, args.seconds, args.batch, 5,
+                                    torchserve.parse_splits(args.ts_splits), MEAN, STD,
+                                    mask_files=torchserve.sample_images())
+            ts["mask_comparison"] = torchserve.compare_masks(entry["masks"], ts["masks"])
+            print(" " + torchserve.mask_line(ts["mask_comparison"]), flush=True)
+            entry["torchserve"] = ts
         report["models"][name] = entry
     with open(os.path.join(CACHE, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -175,12 +228,19 @@ def main():
 
 def write_markdown(report, args, concurrencies):
     b = args.batch
+    shown, skip = [], False  # the command as it is to be repeated: without --skip-build and --output
+    for a in sys.argv[1:]:
+        if skip or a == "--skip-build" or a.startswith("--output"):
+            skip = a == "--output"
+            continue
+        shown.append(a)
+    command = " ".join(["/usr/bin/python3 scripts/bench/run.py"] + shown)
     lines = ["# Benchmarks", "",
              f"Measured {report['date']} on this project's development machine ({report['cpu'][0].strip()} cores, "
              f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), one intra-op thread per worker, "
              "one worker per model, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
              "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
-             "Command:", "", "```sh", "/usr/bin/python3 scripts/bench/run.py " + " ".join(sys.argv[1:]), "```", ""]
+             "Command:", "", "```sh", command.strip(), "```", ""]
     for name, e in report["models"].items():
         f1 = e["floor_b1"]
         best1 = min(f1["swift plain"], f1["swift optimized"])
@@ -207,8 +267,10 @@ def write_markdown(report, args, concurrencies):
                   f"| start to first prediction | {e['start_to_first_prediction_s']:.2f} s | ≤ 1 s + load |",
                   f"| RSS 1 worker / 4 workers | {e['rss_1_worker_mib']:.0f} / {e['rss_4_workers_mib']:.0f} MiB "
                   f"(+{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} MiB per extra worker) | ≤ 50 MiB per worker |", ""]
+        if "torchserve" in e:
+            lines += torchserve_section(name, e, concurrencies, b)
     # Hand-written analysis below "## Notes" survives a new run.
-    path = os.path.join(ROOT, "BENCHMARKS.md")
+    path = args.output
     notes = ""
     if os.path.exists(path):
         with open(path) as f:
@@ -218,6 +280,34 @@ def write_markdown(report, args, concurrencies):
     with open(path, "w") as f:
         f.write("\n".join(lines) + notes)
     print("\n".join(lines))
+
+
+def torchserve_section(name, e, concurrencies, b):
+    """TorchServe's table and the issue's ratios against it (targets: reference ≥ 3×, small ≥ 2×
+    TorchServe's best requests/s; reference c=1 p50 ≤ 0.35× TorchServe's)."""
+    import torchserve
+    ts = e["torchserve"]
+    lines = torchserve.markdown(ts, concurrencies)
+    top, fastest = torchserve.best(ts)
+    ours = [(label, c, e[f"{label}_c{c}"]) for label in ["b1", f"b{b}"] for c in concurrencies
+            if e[f"{label}_c{c}"]["requests"] > 0 and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
+    our_top = max(ours, key=lambda x: x[2]["rps"])
+    throughput_target = {"reference": "≥ 3", "small": "≥ 2"}.get(name, "—")
+    latency_target = "≤ 0.35" if name == "reference" else "— (≤ 0.35 on the reference model)"
+    peaks = [p for r in ts["runs"] if r["workers"] > 1 for p in r["worker_peak_mib"]]
+    lines += ["", torchserve.mask_line(ts["mask_comparison"]), "",
+              "| ratio against TorchServe | value | target |", "|---|---|---|"]
+    if top:
+        lines.append(f"| our best requests/s ({our_top[2]['rps']:.1f}, batching {'off' if our_top[0] == 'b1' else 'on'}, "
+                     f"c={our_top[1]}) / TorchServe's best ({top[2]['rps']:.1f}) | {our_top[2]['rps'] / top[2]['rps']:.2f} | "
+                     f"{throughput_target} |")
+        lines.append(f"| our p50 at c=1, batching off ({e['b1_c1']['p50_ms']:.2f} ms) / TorchServe's best "
+                     f"({fastest[2]['p50_ms']:.2f} ms) | {e['b1_c1']['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
+    if peaks:
+        lines.append(f"| RSS per extra worker: ours / TorchServe's (peak per worker process) | "
+                     f"{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} / {sum(peaks) / len(peaks):.0f} MiB | "
+                     f"≤ 50 MiB (TorchServe 340–530) |")
+    return lines + [""]
 
 
 if __name__ == "__main__":
