@@ -74,6 +74,8 @@ final class BatchQueue: @unchecked Sendable {
     private var jobs: [InferenceJob] = []
     private var head = 0
     private var closed = false
+    /// Jobs taken by workers and not yet reported done.
+    private var active = 0
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -84,6 +86,20 @@ final class BatchQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return jobs.count - head
+    }
+
+    /// Whether no job is queued and no taken batch is still being processed.
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count == head && active == 0
+    }
+
+    /// Reports that a batch from `takeBatch` has been answered.
+    func done(_ count: Int) {
+        condition.lock()
+        active -= count
+        condition.unlock()
     }
 
     /// Adds a job; refuses it when the queue is full or closed.
@@ -98,7 +114,7 @@ final class BatchQueue: @unchecked Sendable {
 
     /// Blocks until at least one job is queued, then collects up to `maxSize` jobs, waiting at most
     /// `maxDelay` for more after the first. Returns nil once `shouldStop()` holds (checked whenever
-    /// the worker wakes) or the queue is closed and empty.
+    /// the worker wakes) or the queue is closed and empty. The caller reports the batch `done`.
     func takeBatch(maxSize: Int, maxDelay: Duration, shouldStop: () -> Bool) -> [InferenceJob]? {
         condition.lock()
         defer { condition.unlock() }
@@ -119,6 +135,7 @@ final class BatchQueue: @unchecked Sendable {
             }
         }
         while batch.count < maxSize && jobs.count > head { batch.append(popFirst()) }
+        active += batch.count
         return batch
     }
 

@@ -20,19 +20,33 @@ public final class ModelServer: @unchecked Sendable {
     private var models: [String: [ModelVersion]] = [:]
     private var defaults: [String: String] = [:]
     private var startupModels: Set<String> = []
+    /// Start-up models (by the name or file that declared them) still loading.
+    private var startupLoading: [String] = []
+    /// Start-up models that failed to load, with the reason.
+    private var startupFailures: [(model: String, reason: String)] = []
     private var nextWorkerID = 9000
     private var draining = false
     private let snapshots: SnapshotStore?
     /// Serialises snapshot writes so a later state never lands before an earlier one.
     private let snapshotLock = NSLock()
+    /// The first wait before a failed worker is replaced.
+    let restartDelay: Duration
+    let downloader: ArchiveDownloader
+    /// The `handler` each version was registered with, when it replaced the archive's.
+    private var handlerOverrides: [ObjectIdentifier: String] = [:]
 
     /// - Parameters:
     ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
     ///   - snapshots: where the registry is persisted after every management change; nil: nowhere.
     ///   - metricsFactory: where metrics are recorded; the process-wide factory by default.
+    ///   - restartDelay: the first wait before a worker that failed to load is replaced (then 1, 2, 3, 5… times it).
+    ///   - downloadLimit: the largest archive an `http(s)` registration may download, in bytes.
     public init(configuration: ServerConfiguration, logger: Logger, visibleGPUs: Int? = nil, snapshots: SnapshotStore? = nil,
-                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+                metricsFactory: any MetricsFactory = MetricsSystem.factory, restartDelay: Duration = .seconds(1),
+                downloadLimit: Int64 = 2 << 30) {
         self.configuration = configuration
+        self.restartDelay = restartDelay
+        self.downloader = ArchiveDownloader(allowedPatterns: configuration.allowedURLs, limit: downloadLimit)
         self.metricsFactory = metricsFactory
         self.logger = logger
         self.snapshots = snapshots
@@ -42,14 +56,50 @@ public final class ModelServer: @unchecked Sendable {
 
     // MARK: Registration
 
-    /// Registers a model version from an archive in the model store and starts its workers.
+    /// Registers a model version from an archive and starts its workers.
     ///
-    /// - Parameter atStartup: the model was declared at start (config or `--models`), so readiness waits for it.
-    /// - Returns: the new version's description, once its initial workers are READY.
+    /// - Parameters:
+    ///   - atStartup: the model was declared at start (config or `--models`), so readiness waits for it.
+    ///   - wait: wait until the initial workers are READY; a failed load then rolls the registration
+    ///     back. Without waiting, the version is registered (and in the snapshot) once its archive
+    ///     opened, its workers load in the background, and failed ones are replaced with backoff.
+    /// - Returns: the new version's description.
     @discardableResult
-    public func register(_ options: RegistrationOptions, atStartup: Bool = false) async throws -> ModelDescription {
-        let source = try resolveArchiveURL(options.url)
-        let opened: OpenedArchive
+    public func register(_ options: RegistrationOptions, atStartup: Bool = false, wait: Bool = true) async throws -> ModelDescription {
+        let version = try await prepare(options)
+        try insert(version, atStartup: atStartup)
+        if let handler = options.handler { setHandlerOverride(handler, for: version) }
+        let workers = version.settings.minWorkers
+        if wait {
+            do {
+                try await version.scale(to: workers)
+            } catch {
+                remove(version)
+                version.shutdown()
+                throw error
+            }
+            version.superviseWorkers()
+            logger.info("registered \(version.name) version \(version.version) with \(workers) workers")
+            try persist()
+        } else {
+            version.superviseWorkers()
+            try persist()
+            logger.info("registered \(version.name) version \(version.version); \(workers) workers loading")
+            Task { [logger] in
+                do {
+                    try await version.scale(to: workers)
+                } catch {
+                    logger.error("loading \(version.name) version \(version.version): \(error)")
+                }
+            }
+        }
+        return try describe(model: version.name, version: version.version)[0]
+    }
+
+    /// Fetches (when it is a URL) and opens the archive, builds its handler and settings.
+    private func prepare(_ options: RegistrationOptions) async throws -> ModelVersion {
+        let source = try await locateArchive(options.url)
+        var opened: OpenedArchive
         do {
             opened = try await onThread { [configuration] in
                 try ArchiveReader.open(source, extractingInto: configuration.workDirectory, limits: configuration.extractionLimits)
@@ -61,25 +111,45 @@ public final class ModelServer: @unchecked Sendable {
         guard ModelName(rawValue: name) != nil else {
             throw ModelServerError.badRequest("model_name '\(name)' is invalid: use letters, digits, '_', '-' and '.', at most 64")
         }
+        if let handler = options.handler {
+            opened.handlerSpec = try handlerSpec(handler, replacing: opened)
+            opened.handler = opened.handlerSpec.kind
+        }
         let handler = try HandlerFactory.make(opened, pixelLimit: configuration.pixelLimit)
         var settings = ModelSettings(config: opened.config, defaults: configuration)
         options.apply(to: &settings)
-
-        let version = ModelVersion(
+        return ModelVersion(
             name: name, version: opened.version, modelURL: options.url, archive: opened, handler: handler,
-            settings: settings, queueCapacity: configuration.jobQueueSize, logger: logger,
+            settings: settings, queueCapacity: configuration.jobQueueSize, placement: placement,
+            allocateWorkerID: { [weak self] in self?.allocateWorkerID() ?? 0 }, restartDelay: restartDelay, logger: logger,
             metrics: ModelMetrics(model: name, version: opened.version, hostname: hostname, factory: metricsFactory))
-        try insert(version, atStartup: atStartup)
-        do {
-            try await version.scale(to: settings.minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
-        } catch {
-            remove(version)
-            version.shutdown()
-            throw error
+    }
+
+    /// The spec a registration's `handler` names: a built-in kind (the archive's own spec when
+    /// it is that kind, else the kind's defaults) or a `.yaml` spec file in the model store.
+    private func handlerSpec(_ handler: String, replacing archive: OpenedArchive) throws(ModelServerError) -> HandlerSpec {
+        let lowered = handler.lowercased()
+        if lowered.hasSuffix(".yaml") || lowered.hasSuffix(".yml") {
+            let file = try resolveArchiveURL(handler)
+            do {
+                return try HandlerSpec.load(contentsOf: file)
+            } catch {
+                throw .invalidModel("handler spec \(handler): \(error)")
+            }
         }
-        logger.info("registered \(name) version \(opened.version) with \(settings.minWorkers) workers")
-        try persist()
-        return try describe(model: name, version: opened.version)[0]
+        let kind: HandlerKind
+        do {
+            kind = try HandlerKind(handlerName: handler)
+        } catch {
+            throw .invalidModel("\(error)")
+        }
+        return archive.handler == kind ? archive.handlerSpec : .defaults(for: kind)
+    }
+
+    private func setHandlerOverride(_ handler: String, for version: ModelVersion) {
+        lock.lock()
+        handlerOverrides[ObjectIdentifier(version)] = handler
+        lock.unlock()
     }
 
     private func insert(_ version: ModelVersion, atStartup: Bool) throws(ModelServerError) {
@@ -96,6 +166,7 @@ public final class ModelServer: @unchecked Sendable {
     private func remove(_ version: ModelVersion) {
         lock.lock()
         defer { lock.unlock() }
+        handlerOverrides[ObjectIdentifier(version)] = nil
         models[version.name]?.removeAll { $0 === version }
         if models[version.name]?.isEmpty == true {
             models[version.name] = nil
@@ -110,6 +181,18 @@ public final class ModelServer: @unchecked Sendable {
         return nextWorkerID - 1
     }
 
+    /// A registration `url` as a local archive: an allowed `http(s)` URL is downloaded into the
+    /// model store first; anything else must resolve inside the store.
+    func locateArchive(_ url: String) async throws(ModelServerError) -> URL {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("http://") || lowered.hasPrefix("https://") {
+            let file = try await downloader.download(url, into: configuration.modelStore)
+            logger.info("downloaded \(url) to \(file.path)")
+            return file
+        }
+        return try resolveArchiveURL(url)
+    }
+
     /// A registration `url` resolved inside the model store (symlinks too); anything else is refused.
     func resolveArchiveURL(_ url: String) throws(ModelServerError) -> URL {
         let lowered = url.lowercased()
@@ -117,7 +200,7 @@ public final class ModelServer: @unchecked Sendable {
             throw .archiveURLNotAllowed("file:// URLs are not allowed; name an archive in the model store")
         }
         if lowered.hasPrefix("http://") || lowered.hasPrefix("https://") {
-            throw .archiveURLNotAllowed("URL \(url) matches no allowed_urls pattern; only the model store is allowed")
+            throw .archiveURLNotAllowed("URL \(url) is not a file in the model store")
         }
         let store = configuration.modelStore.standardizedFileURL.resolvingSymlinksInPath()
         let candidate = (url.hasPrefix("/") ? URL(fileURLWithPath: url) : store.appendingPathComponent(url))
@@ -135,7 +218,24 @@ public final class ModelServer: @unchecked Sendable {
 
     /// Runs one prediction on a model's default version, or on `version`.
     public func predict(model: String, version: String? = nil, request: InferenceRequest) async throws -> InferenceResponse {
-        let target = try resolve(model: model, version: version)
+        var target = try resolve(model: model, version: version)
+        let response: InferenceResponse
+        do {
+            response = try await submit(request, to: target)
+        } catch ModelServerError.unavailable(let message) where version == nil && target.isRetiring {
+            // The default version was swapped out between resolving and queueing: the new one answers.
+            target = try resolve(model: model, version: nil)
+            guard !target.isRetiring else { throw ModelServerError.unavailable(message) }
+            response = try await submit(request, to: target)
+        }
+        guard response.body.count <= configuration.maxResponseSize else {
+            throw ModelServerError.modelFailure(
+                "Model \(model) produced a \(response.body.count)-byte response, more than max_response_size (\(configuration.maxResponseSize)); raise max_response_size or ask for a smaller output")
+        }
+        return response
+    }
+
+    private func submit(_ request: InferenceRequest, to target: ModelVersion) async throws -> InferenceResponse {
         let limit = Duration.seconds(target.settings.responseTimeout)
         return try await target.submit(request, timeout: min(request.timeout ?? limit, limit))
     }
@@ -197,12 +297,11 @@ public final class ModelServer: @unchecked Sendable {
         target.updateSettings { $0.minWorkers = minWorkers; $0.maxWorkers = maxWorkers }
         try persist()
         if wait {
-            try await target.scale(to: minWorkers, placement: placement, nextWorkerID: allocateWorkerID)
+            try await target.scale(to: minWorkers)
         } else {
-            let placement = self.placement
             Task { [logger] in
                 do {
-                    try await target.scale(to: minWorkers, placement: placement, nextWorkerID: self.allocateWorkerID)
+                    try await target.scale(to: minWorkers)
                 } catch {
                     logger.error("scaling \(model) to \(minWorkers) workers failed: \(error)")
                 }
@@ -220,37 +319,82 @@ public final class ModelServer: @unchecked Sendable {
         try persist()
     }
 
-    /// Unregisters a model's default version, or `version`; queued requests are answered 503.
+    /// Unregisters a model's default version, or `version`. New requests get 404 at once;
+    /// queued and running ones finish (up to `drainTimeout`, the rest are answered 503).
     /// Refuses to remove the default version while other versions remain.
-    public func unregister(model: String, version: String? = nil) throws(ModelServerError) {
+    public func unregister(model: String, version: String? = nil, drainTimeout: Duration = .seconds(120)) async throws(ModelServerError) {
+        let target = try detachForUnregister(model: model, version: version)
+        try persist()
+        await retire(target, timeout: drainTimeout)
+        logger.info("unregistered \(model) version \(target.version)")
+    }
+
+    private func detachForUnregister(model: String, version: String?) throws(ModelServerError) -> ModelVersion {
         lock.lock()
-        guard let versions = models[model] else {
-            lock.unlock()
-            throw .modelNotFound(model: model)
-        }
+        defer { lock.unlock() }
+        guard let versions = models[model] else { throw .modelNotFound(model: model) }
         let wanted = version ?? defaults[model]
         guard let target = versions.first(where: { $0.version == wanted }) else {
-            lock.unlock()
             throw .versionNotFound(model: model, version: wanted ?? "")
         }
         if target.version == defaults[model] && versions.count > 1 {
-            lock.unlock()
             throw .invalidVersionOperation(
                 "Cannot remove the default version \(target.version) of model \(model) while other versions exist; set another default first")
         }
+        detach(target)
+        return target
+    }
+
+    /// Removes a version from the registry; the caller holds `lock`.
+    private func detach(_ target: ModelVersion) {
+        let model = target.name
+        handlerOverrides[ObjectIdentifier(target)] = nil
         models[model]?.removeAll { $0 === target }
         if models[model]?.isEmpty == true {
             models[model] = nil
             defaults[model] = nil
             startupModels.remove(model)
         }
-        lock.unlock()
-        target.shutdown()
+    }
+
+    /// Lets a detached version finish its queue, then stops it and deletes its unpacked files.
+    private func retire(_ target: ModelVersion, timeout: Duration) async {
+        await target.drainAndShutdown(timeout: timeout)
         if let folder = target.archive.extractedFolder {
             try? FileManager.default.removeItem(at: folder)
         }
-        logger.info("unregistered \(model) version \(target.version)")
+    }
+
+    /// Replaces the default version of `model` without downtime: loads the archive at `url`
+    /// with the default's settings and warms it up, makes it the default atomically, then
+    /// drains and unregisters the old default. A failed load leaves the old version serving.
+    /// - Returns: the old and the new version.
+    public func swap(model: String, url: String, drainTimeout: Duration = .seconds(120)) async throws -> (old: String, new: String) {
+        let old = try resolve(model: model, version: nil)
+        let settings = old.settings
+        let options = RegistrationOptions(
+            url: url, modelName: model, batchSize: settings.batchSize, maxBatchDelay: settings.maxBatchDelay,
+            initialWorkers: max(1, settings.minWorkers), responseTimeout: settings.responseTimeout,
+            startupTimeout: settings.startupTimeout, maxWorkers: settings.maxWorkers)
+        let candidate = try await prepare(options)
+        try insert(candidate, atStartup: false)
+        do {
+            // Loading warms every batch size up, so the first request after the flip pays nothing extra.
+            try await candidate.scale(to: max(1, settings.minWorkers))
+        } catch {
+            remove(candidate)
+            candidate.shutdown()
+            throw error
+        }
+        candidate.superviseWorkers()
+        lock.withLock {
+            defaults[model] = candidate.version
+            if models[model]?.contains(where: { $0 === old }) == true { detach(old) }
+        }
+        logger.info("swapped \(model): version \(candidate.version) is default, draining \(old.version)")
         try persist()
+        await retire(old, timeout: drainTimeout)
+        return (old.version, candidate.version)
     }
 
     // MARK: Snapshots
@@ -266,7 +410,8 @@ public final class ModelServer: @unchecked Sendable {
                 return Snapshot.Version(
                     version: version.version, url: version.modelURL, minWorkers: settings.minWorkers,
                     maxWorkers: settings.maxWorkers, batchSize: settings.batchSize, maxBatchDelay: settings.maxBatchDelay,
-                    responseTimeout: settings.responseTimeout, startupTimeout: settings.startupTimeout)
+                    responseTimeout: settings.responseTimeout, startupTimeout: settings.startupTimeout,
+                    handler: handlerOverrides[ObjectIdentifier(version)])
             })
         }
         return Snapshot(createdOn: Date().formatted(.iso8601), models: entries)
@@ -286,20 +431,20 @@ public final class ModelServer: @unchecked Sendable {
     }
 
     /// Registers every model version of a snapshot with its settings and restores the defaults.
-    /// - Returns: descriptions of what failed to load (the rest are registered).
-    public func restore(_ snapshot: Snapshot) async -> [String] {
-        var failures: [String] = []
+    /// - Returns: what failed to load, by model (the rest are registered).
+    public func restore(_ snapshot: Snapshot) async -> [(model: String, reason: String)] {
+        var failures: [(model: String, reason: String)] = []
         for model in snapshot.models {
             for version in model.versions {
                 let options = RegistrationOptions(
                     url: version.url, modelName: model.name, batchSize: version.batchSize,
                     maxBatchDelay: version.maxBatchDelay, initialWorkers: version.minWorkers,
                     responseTimeout: version.responseTimeout, startupTimeout: version.startupTimeout,
-                    maxWorkers: version.maxWorkers)
+                    maxWorkers: version.maxWorkers, handler: version.handler)
                 do {
                     try await register(options, atStartup: true)
                 } catch {
-                    failures.append("\(model.name) version \(version.version) from \(version.url): \(error)")
+                    failures.append((model.name, "version \(version.version) from \(version.url): \(error)"))
                 }
             }
             try? setDefault(model: model.name, version: model.defaultVersion)
@@ -347,13 +492,54 @@ public final class ModelServer: @unchecked Sendable {
         logger.info("draining: readiness is now 503")
     }
 
+    /// Registers the models declared for start-up (the snapshot's, then `load_models` /
+    /// `--models`), one after another, while readiness says which one is loading. Failures are
+    /// kept and make readiness 503 with the reason; the rest still load.
+    /// - Returns: what failed to load, with the reason.
+    @discardableResult
+    public func loadStartupModels(snapshot: Snapshot?, registrations: [RegistrationOptions]) async -> [String] {
+        let labels = (snapshot?.models.map(\.name) ?? []) + registrations.map(Self.label)
+        lock.withLock { startupLoading = labels }
+        var failures: [String] = []
+        if let snapshot {
+            for failure in await restore(snapshot) {
+                failures.append("model \(failure.model): \(failure.reason)")
+                lock.withLock { startupFailures.append(failure) }
+            }
+            lock.withLock { startupLoading.removeFirst(min(snapshot.models.count, startupLoading.count)) }
+        }
+        for registration in registrations {
+            let label = Self.label(registration)
+            do {
+                let description = try await register(registration, atStartup: true)
+                logger.info("model \(description.modelName) version \(description.modelVersion) ready")
+            } catch ModelServerError.conflict where snapshot != nil {
+                logger.info("model \(label) already restored from the snapshot")
+            } catch {
+                logger.error("model \(label) failed to load: \(error)")
+                failures.append("model \(label): \(error)")
+                lock.withLock { startupFailures.append((label, "\(error)")) }
+            }
+            lock.withLock { if !startupLoading.isEmpty { startupLoading.removeFirst() } }
+        }
+        return failures
+    }
+
+    private static func label(_ registration: RegistrationOptions) -> String {
+        registration.modelName ?? registration.url
+    }
+
     /// nil when ready; else why not (for `/ping`'s 503).
     public var unreadyReason: String? {
         lock.lock()
         let declared = startupModels.sorted()
         let isDraining = draining
+        let loading = startupLoading.first
+        let failure = startupFailures.first
         lock.unlock()
         if isDraining { return "server is draining" }
+        if let failure { return "model \(failure.model): failed to load: \(failure.reason)" }
+        if let loading { return "model \(loading): loading" }
         for name in declared {
             guard let version = try? resolve(model: name, version: nil) else { continue }
             if version.settings.minWorkers > 0 && version.readyWorkerCount == 0 {

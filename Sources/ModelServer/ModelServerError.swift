@@ -17,6 +17,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
     case archiveNotFound(String)
     /// The registration URL is not allowed: `file://`, outside the model store, or no `allowed_urls` match.
     case archiveURLNotAllowed(String)
+    /// Fetching an allowed `http(s)` registration URL failed or passed the size limit.
+    case downloadFailed(String)
     /// Register, unregister and swap are off (`enable_model_api=false`).
     case modelAPIDisabled
     /// The version cannot be changed that way (deleting the default while others exist).
@@ -39,7 +41,7 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
         case .modelNotFound(let model): return "Model not found: \(model)"
         case .versionNotFound(let model, let version): return "Model version not found: \(model) version \(version)"
         case .badRequest(let message), .invalidInput(let message), .unsupportedMediaType(let message),
-             .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message),
+             .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message), .downloadFailed(let message),
              .unavailable(let message), .modelFailure(let message), .outOfMemory(let message):
             return message
         case .modelAPIDisabled:

@@ -24,9 +24,21 @@ final class ModelVersion: @unchecked Sendable {
     private var modules: [Device: ScriptModule] = [:]
     /// Serialises module loading so the first worker on a device loads and the others reuse.
     private let loadLock = NSLock()
+    private let placement: DevicePlacement
+    private let allocateWorkerID: @Sendable () -> Int
+    /// The first wait before replacing a failed worker; later waits grow (1, 1, 2, 3, 5, 8… times it).
+    private let restartDelay: Duration
+    /// Failed workers are replaced once the version is registered (not while a synchronous
+    /// registration could still roll it back).
+    private var supervising = false
+    /// Unregistered or being drained: no more workers are started.
+    private var retiring = false
+    private var consecutiveLoadFailures = 0
+    private var replacementScheduled = false
 
     init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
-         settings: ModelSettings, queueCapacity: Int, logger: Logger, metrics: ModelMetrics) {
+         settings: ModelSettings, queueCapacity: Int, placement: DevicePlacement,
+         allocateWorkerID: @escaping @Sendable () -> Int, restartDelay: Duration, logger: Logger, metrics: ModelMetrics) {
         self.metrics = metrics
         self.name = name
         self.version = version
@@ -35,6 +47,9 @@ final class ModelVersion: @unchecked Sendable {
         self.handler = handler
         self._settings = settings
         self.queue = BatchQueue(capacity: queueCapacity)
+        self.placement = placement
+        self.allocateWorkerID = allocateWorkerID
+        self.restartDelay = restartDelay
         var logger = logger
         logger[metadataKey: "model"] = "\(name)/\(version)"
         self.logger = logger
@@ -78,6 +93,13 @@ final class ModelVersion: @unchecked Sendable {
 
     // MARK: Requests
 
+    /// Whether the version was unregistered (or swapped out) and is finishing its queue.
+    var isRetiring: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return retiring
+    }
+
     /// Queues a request and waits for its answer.
     func submit(_ request: InferenceRequest, timeout: Duration) async throws -> InferenceResponse {
         guard readyWorkerCount > 0 else {
@@ -99,15 +121,23 @@ final class ModelVersion: @unchecked Sendable {
 
     // MARK: Workers
 
+    /// From now on a worker that fails to load is replaced, after a growing wait.
+    func superviseWorkers() {
+        lock.lock()
+        supervising = true
+        lock.unlock()
+    }
+
     /// Starts or retires workers until `count` run, waiting for new ones to load.
+    /// Workers that failed to load are dropped and replaced by new ones.
     /// - Throws: `ModelServerError.modelFailure` if a new worker could not load its module.
-    func scale(to count: Int, placement: DevicePlacement, nextWorkerID: @Sendable () -> Int) async throws {
+    func scale(to count: Int) async throws {
         let settings = self.settings
         // Worker k's device depends only on k, so the devices of any count are known up front.
         let devices = try (0..<count).map {
             try placement.device(forWorker: $0, forceCPU: settings.forceCPU, deviceIds: settings.deviceIds)
         }
-        let started = adjustWorkers(to: count, devices: devices, nextWorkerID: nextWorkerID)
+        let started = adjustWorkers(to: count, devices: devices)
         queue.wakeAll()
 
         var failures: [String] = []
@@ -126,23 +156,75 @@ final class ModelVersion: @unchecked Sendable {
 
     /// Retires the newest workers beyond `count`, or creates (unstarted) workers up to it.
     /// Retired workers finish their current batch; queued jobs stay queued for the others.
-    private func adjustWorkers(to count: Int, devices: [Device], nextWorkerID: () -> Int) -> [Worker] {
+    private func adjustWorkers(to count: Int, devices: [Device]) -> [Worker] {
         lock.lock()
         defer { lock.unlock() }
+        if retiring { return [] }
+        workers.removeAll { $0.status == .failed }
         let live = workers.filter { !$0.isRetired }
         if live.count > count {
             for worker in live.suffix(live.count - count) { worker.retire() }
             workers.removeAll { $0.isRetired }
             return []
         }
-        let started = (live.count..<count).map { Worker(id: nextWorkerID(), device: devices[$0]) }
+        let started = (live.count..<count).map { Worker(id: allocateWorkerID(), device: devices[$0]) }
         workers += started
         return started
+    }
+
+    /// After a worker failed to load: waits (longer after each failure in a row), then starts
+    /// workers again up to `minWorkers`. One replacement is pending at a time.
+    private func scheduleReplacement() {
+        lock.lock()
+        guard supervising, !retiring, !replacementScheduled else {
+            lock.unlock()
+            return
+        }
+        replacementScheduled = true
+        consecutiveLoadFailures += 1
+        let delay = restartDelay * Self.backoffFactor(attempt: consecutiveLoadFailures)
+        lock.unlock()
+        logger.warning("replacing the failed worker in \(delay) (failure \(consecutiveLoadFailures) in a row)")
+        Task { [self] in
+            try? await Task.sleep(for: delay)
+            let stop = lock.withLock {
+                replacementScheduled = false
+                return retiring
+            }
+            guard !stop else { return }
+            do {
+                try await scale(to: settings.minWorkers)
+            } catch {
+                logger.error("replacement worker failed: \(error)")
+            }
+        }
+    }
+
+    /// 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, then 60 for every later attempt (TorchServe's sequence, capped).
+    static func backoffFactor(attempt: Int) -> Int {
+        var (previous, current) = (0, 1)
+        for _ in 1..<max(1, attempt) {
+            (previous, current) = (current, previous + current)
+            if current >= 60 { return 60 }
+        }
+        return current
+    }
+
+    /// Takes no more workers, lets the workers answer what is queued or running (up to
+    /// `timeout`), then stops them and answers what is left with 503.
+    func drainAndShutdown(timeout: Duration) async {
+        lock.withLock { retiring = true }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !queue.isIdle && readyWorkerCount > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        shutdown()
     }
 
     /// Stops every worker and answers what is still queued with 503.
     func shutdown() {
         lock.lock()
+        retiring = true
         for worker in workers { worker.retire() }
         workers.removeAll()
         lock.unlock()
@@ -159,24 +241,29 @@ final class ModelVersion: @unchecked Sendable {
             try TorchRuntime.setIntraOpThreads(settings.intraOpThreads)
             module = try self.module(for: worker.device, settings: settings)
         } catch {
-            worker.setStatus(.failed)
+            worker.recordFailure("load failed: \(String(describing: error).prefix { $0 != "\n" })", loading: true)
             logger.error("worker \(worker.id) failed to load: \(error)")
             loaded(.failure(.modelFailure("\(error)")))
+            scheduleReplacement()
             return
         }
         worker.setStatus(.ready)
+        lock.lock()
+        consecutiveLoadFailures = 0
+        lock.unlock()
         logger.info("worker \(worker.id) ready on \(worker.device)")
         loaded(.success(()))
 
         let delay = Duration.milliseconds(settings.maxBatchDelay)
         while let batch = queue.takeBatch(maxSize: settings.batchSize, maxDelay: delay, shouldStop: { worker.isRetired }) {
-            process(batch, on: module)
+            process(batch, on: module, by: worker)
+            queue.done(batch.count)
         }
         logger.info("worker \(worker.id) stopped")
     }
 
     /// Preprocesses each job, runs one forward per group of stackable inputs, answers each job.
-    func process(_ batch: [InferenceJob], on module: ScriptModule) {
+    func process(_ batch: [InferenceJob], on module: ScriptModule, by worker: Worker? = nil) {
         var groups: [[[Int]]: [(InferenceJob, PreparedInput)]] = [:]
         var order: [[[Int]]] = []
         let now = ContinuousClock.now
@@ -203,11 +290,11 @@ final class ModelVersion: @unchecked Sendable {
         }
         for key in order {
             guard let group = groups[key] else { continue }
-            run(group, on: module)
+            run(group, on: module, by: worker)
         }
     }
 
-    private func run(_ group: [(InferenceJob, PreparedInput)], on module: ScriptModule) {
+    private func run(_ group: [(InferenceJob, PreparedInput)], on module: ScriptModule, by worker: Worker?) {
         let output: ModuleOutput
         let totalRows = group.reduce(0) { $0 + $1.1.rows }
         do {
@@ -224,6 +311,7 @@ final class ModelVersion: @unchecked Sendable {
         } catch {
             let message = error.summary
             logger.error("forward failed: \(error)")
+            worker?.recordFailure("forward failed: \(message)", loading: false)
             for (job, _) in group { job.finish(.failure(.modelFailure("Model \(name) failed: \(message)"))) }
             return
         }

@@ -1,8 +1,10 @@
 /// The parameters of a registration (`POST /models`, `--models`, config `load_models`).
 public struct RegistrationOptions: Sendable, Equatable {
-    /// Archive file name or path in the model store.
+    /// Archive file name or path in the model store, or an `http(s)` URL `allowed_urls` admits.
     public var url: String
     public var modelName: String?
+    /// A built-in handler name, or a handler spec file (`.yaml`) in the model store, replacing the archive's.
+    public var handler: String?
     public var batchSize: Int?
     public var maxBatchDelay: Int?
     public var initialWorkers: Int?
@@ -12,8 +14,9 @@ public struct RegistrationOptions: Sendable, Equatable {
 
     public init(url: String, modelName: String? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
                 initialWorkers: Int? = nil, responseTimeout: Int? = nil, startupTimeout: Int? = nil,
-                maxWorkers: Int? = nil) {
+                maxWorkers: Int? = nil, handler: String? = nil) {
         self.maxWorkers = maxWorkers
+        self.handler = handler
         self.url = url
         self.modelName = modelName
         self.batchSize = batchSize

@@ -11,9 +11,12 @@ public struct Snapshot: Codable, Sendable, Equatable {
         public var maxBatchDelay: Int
         public var responseTimeout: Int
         public var startupTimeout: Int
+        /// The `handler` given at registration, when it replaced the archive's.
+        public var handler: String?
 
         public init(version: String, url: String, minWorkers: Int, maxWorkers: Int, batchSize: Int,
-                    maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int) {
+                    maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int, handler: String? = nil) {
+            self.handler = handler
             self.version = version
             self.url = url
             self.minWorkers = minWorkers

@@ -16,6 +16,8 @@ public struct WorkerInfo: Sendable, Equatable {
     public var startTime: Date
     public var status: WorkerStatus
     public var device: Device
+    /// Why the worker's last load or forward pass failed, if one did.
+    public var lastError: String?
 
     /// The CUDA device index, or nil on the CPU.
     public var gpuIndex: Int? {
@@ -34,6 +36,7 @@ final class Worker: @unchecked Sendable {
     let startTime = Date()
     private let lock = NSLock()
     private var _status: WorkerStatus = .loading
+    private var _lastError: String?
     private var retired = false
 
     init(id: Int, device: Device) {
@@ -48,12 +51,22 @@ final class Worker: @unchecked Sendable {
     }
 
     var info: WorkerInfo {
-        WorkerInfo(id: id, startTime: startTime, status: status, device: device)
+        lock.lock()
+        defer { lock.unlock() }
+        return WorkerInfo(id: id, startTime: startTime, status: _status, device: device, lastError: _lastError)
     }
 
     func setStatus(_ status: WorkerStatus) {
         lock.lock()
         _status = status
+        lock.unlock()
+    }
+
+    /// Records a failed load (the worker is then FAILED) or a failed forward pass (it stays READY).
+    func recordFailure(_ message: String, loading: Bool) {
+        lock.lock()
+        _lastError = message
+        if loading { _status = .failed }
         lock.unlock()
     }
 

@@ -19,7 +19,10 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        let body = "{\"code\":\(status.code),\"type\":\(jsonString(type)),\"message\":\(jsonString(message))}"
+        var body = "{\"code\":\(status.code),\"type\":\(jsonString(type)),\"message\":\(jsonString(message))"
+        // Open Inference Protocol clients read `error`.
+        if request.uri.path == "/v2" || request.uri.path.hasPrefix("/v2/") { body += ",\"error\":\(jsonString(message))" }
+        body += "}"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }
@@ -40,6 +43,7 @@ extension APIError {
         case .modelAPIDisabled: self.init(.forbidden, type: "ModelApiDisabledException", message: message)
         case .invalidVersionOperation: self.init(.forbidden, type: "InvalidModelVersionException", message: message)
         case .conflict: self.init(.conflict, type: "ConflictStatusException", message: message)
+        case .downloadFailed: self.init(.badRequest, type: "DownloadArchiveException", message: message)
         case .queueFull:
             self.init(.tooManyRequests, type: "QueueFullException", message: message)
             headers[.retryAfter] = "1"

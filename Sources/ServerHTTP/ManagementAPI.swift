@@ -16,7 +16,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     var routes: [Route<Context>] {
         let model = "/models/{model_name}", version = "/models/{model_name}/{model_version}"
         return [
-            Route(method: .post, path: "/models", summary: "Register a model from the model store.",
+            Route(method: .post, path: "/models", summary: "Register a model from the model store or an allowed http(s) URL.",
                   errors: [400, 401, 403, 404, 409, 500]) { request, _ in try await register(request) },
             Route(method: .get, path: "/models", summary: "List models (limit, next_page_token).",
                   errors: [400, 401]) { request, _ in try list(request) },
@@ -24,8 +24,8 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
                   errors: [401, 404]) { _, context in try describe(context, version: nil) },
             Route(method: .get, path: version, summary: "Describe a version, or all versions with 'all'.",
                   errors: [401, 404]) { _, context in try describe(context, version: context.parameters.require("model_version")) },
-            Route(method: .put, path: model, summary: "Scale the default version's workers (min_worker, max_worker, synchronous, timeout).",
-                  errors: [400, 401, 404, 500]) { request, context in try await scale(request, context, version: nil) },
+            Route(method: .put, path: model, summary: "Scale the default version's workers (min_worker, max_worker, synchronous, timeout), or swap it for the archive at url (swap=true).",
+                  errors: [400, 401, 403, 404, 409, 500]) { request, context in try await scale(request, context, version: nil) },
             Route(method: .put, path: version, summary: "Scale a version's workers.",
                   errors: [400, 401, 404, 500]) { request, context in
                 try await scale(request, context, version: context.parameters.require("model_version"))
@@ -33,9 +33,11 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             Route(method: .put, path: version + "/set-default", summary: "Make a version the default.",
                   errors: [401, 404]) { _, context in try setDefault(context) },
             Route(method: .delete, path: model, summary: "Unregister the default version.",
-                  errors: [401, 403, 404]) { _, context in try unregister(context, version: nil) },
+                  errors: [401, 403, 404]) { _, context in try await unregister(context, version: nil) },
             Route(method: .delete, path: version, summary: "Unregister a version.",
-                  errors: [401, 403, 404]) { _, context in try unregister(context, version: context.parameters.require("model_version")) },
+                  errors: [401, 403, 404]) { _, context in
+                try await unregister(context, version: context.parameters.require("model_version"))
+            },
             Route(method: .get, path: "/token", summary: "Renew the inference or management key (type) with the API key.",
                   errors: [400, 401]) { request, _ in try renewToken(request) },
         ]
@@ -81,14 +83,11 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             maxBatchDelay: try parameters.int("max_batch_delay", in: 0...60_000),
             initialWorkers: try parameters.int("initial_workers", in: 0...256),
             responseTimeout: try parameters.int("response_timeout", in: 1...86_400),
-            startupTimeout: try parameters.int("startup_timeout", in: 1...86_400))
-        if parameters.string("handler") != nil {
-            throw ModelServerError.badRequest("parameter handler is not supported yet; declare the handler in the archive")
-        }
+            startupTimeout: try parameters.int("startup_timeout", in: 1...86_400),
+            handler: parameters.string("handler"))
         let synchronous = try parameters.bool("synchronous") ?? true
         if !synchronous {
-            let server = self.server
-            Task { try? await server.register(options) }
+            try await server.register(options, wait: false)
             return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
         }
         let description = try await server.register(options)
@@ -124,7 +123,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         let model = try context.parameters.require("model_name")
         let parameters = RequestParameters(request)
         if try parameters.bool("swap") == true {
-            throw ModelServerError.badRequest("swap is not supported yet; register the new version, then set-default")
+            return try await swap(model: model, version: version, parameters: parameters)
         }
         let minWorkers = try parameters.int("min_worker", in: 0...256) ?? 1
         let maxWorkers = try parameters.int("max_worker", in: minWorkers...256) ?? minWorkers
@@ -168,10 +167,20 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         return jsonResponse("{\"status\":\(jsonString("Default version successfully updated for model \"\(model)\" to \"\(version)\""))}")
     }
 
-    func unregister(_ context: Context, version: String?) throws -> Response {
+    /// `PUT /models/{m}?url=…&swap=true`: load the new version, make it default, drain the old.
+    func swap(model: String, version: String?, parameters: RequestParameters) async throws -> Response {
+        guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
+        guard version == nil else {
+            throw ModelServerError.badRequest("swap replaces the default version: use PUT /models/\(model)?url=...&swap=true without a version")
+        }
+        let (old, new) = try await server.swap(model: model, url: try parameters.required("url"))
+        return jsonResponse("{\"status\":\(jsonString("Model \"\(model)\" Version: \(new) is default; version \(old) unregistered"))}")
+    }
+
+    func unregister(_ context: Context, version: String?) async throws -> Response {
         guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
         let model = try context.parameters.require("model_name")
-        try server.unregister(model: model, version: version)
+        try await server.unregister(model: model, version: version)
         return jsonResponse("{\"status\":\(jsonString("Model \"\(model)\" unregistered"))}")
     }
 }
@@ -187,6 +196,7 @@ struct DescribedModel: Encodable {
         var gpu: Bool
         var device: String
         var gpuUsage: String
+        var lastError: String?
     }
 
     struct QueueStatus: Encodable {
@@ -235,7 +245,8 @@ struct DescribedModel: Encodable {
             return Worker(
                 id: String(worker.id), startTime: timestamp(worker.startTime), status: worker.status.rawValue,
                 memoryUsage: description.weightBytes, pid: getpid(), gpu: gpuIndex != nil,
-                device: worker.device.description, gpuUsage: gpuIndex.map { "gpuId::\($0)" } ?? "N/A")
+                device: worker.device.description, gpuUsage: gpuIndex.map { "gpuId::\($0)" } ?? "N/A",
+                lastError: worker.lastError)
         }
         jobQueueStatus = QueueStatus(
             remainingCapacity: max(0, description.queueCapacity - description.pendingRequests),

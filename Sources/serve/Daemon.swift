@@ -68,21 +68,40 @@ enum Daemon {
                 let tail = (try? String(contentsOf: logFile, encoding: .utf8))?.split(separator: "\n").suffix(15).joined(separator: "\n") ?? ""
                 throw ServeError("the server exited during start-up; last lines of \(logFile.path):\n\(tail)")
             }
-            if await isHealthy(inferenceAddress) {
+            switch await health(inferenceAddress) {
+            case .healthy:
                 print("serve: started (pid \(pid)); inference on \(inferenceAddress), logs in \(logFile.path)")
                 return
+            case .unhealthy(let reason) where reason.contains("failed to load"):
+                kill(pid, SIGTERM)
+                _ = waitpid(pid, nil, 0)
+                try? FileManager.default.removeItem(at: pidFile(in: logDirectory))
+                throw ServeError("start-up failed, \(reason); the server was stopped. See \(logFile.path)")
+            case .unhealthy, .unreachable:
+                break
             }
             try await Task.sleep(for: .milliseconds(200))
         }
         throw ServeError("the server (pid \(pid)) did not become healthy within 600 s; see \(logFile.path)")
     }
 
-    static func isHealthy(_ address: ServerConfiguration.Address) async -> Bool {
-        guard let url = URL(string: "http://\(address.host):\(address.port)/ping") else { return false }
+    enum Health {
+        case healthy
+        case unhealthy(reason: String)
+        case unreachable
+    }
+
+    /// What `/ping` says: 200, 503 with its reason, or no answer.
+    static func health(_ address: ServerConfiguration.Address) async -> Health {
+        guard let url = URL(string: "http://\(address.host):\(address.port)/ping") else { return .unreachable }
         var request = URLRequest(url: url)
         request.timeoutInterval = 2
-        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
-        return (response as? HTTPURLResponse)?.statusCode == 200
+        guard let (body, response) = try? await URLSession.shared.data(for: request),
+              let status = (response as? HTTPURLResponse)?.statusCode
+        else { return .unreachable }
+        if status == 200 { return .healthy }
+        let json = try? JSONSerialization.jsonObject(with: body) as? [String: Any]
+        return .unhealthy(reason: json?["reason"] as? String ?? "HTTP \(status)")
     }
 
     /// Sends SIGTERM to the server of the pid file and waits for it to drain and exit.

@@ -137,19 +137,12 @@ struct Serve: AsyncParsableCommand {
 
         if let restored {
             logger.info("restoring \(restored.models.count) models from the snapshot of \(restored.createdOn)")
-            for failure in await server.restore(restored) { logger.error("not restored: \(failure)") }
         }
-        for registration in try StartupModels.parse(configuration.loadModels, store: configuration.modelStore) {
-            do {
-                let description = try await server.register(registration, atStartup: true)
-                logger.info("model \(description.modelName) version \(description.modelVersion) ready")
-            } catch ModelServerError.conflict where restored != nil {
-                logger.info("model \(registration.modelName ?? registration.url) already restored from the snapshot")
-            } catch {
-                logger.error("model \(registration.modelName ?? registration.url) failed to load: \(error)")
-                throw ExitCode.failure
-            }
-        }
+        // The listeners come up first so liveness answers at once and readiness says which
+        // model is loading; the models load in the background.
+        let startup = StartupService(
+            server: server, snapshot: restored,
+            registrations: try StartupModels.parse(configuration.loadModels, store: configuration.modelStore))
 
         let inference = HTTPServer.inferenceApplication(
             server: server, host: configuration.inferenceAddress.host, port: configuration.inferenceAddress.port,
@@ -163,6 +156,7 @@ struct Serve: AsyncParsableCommand {
         // Services stop in reverse order: the drain comes first, the listeners after it.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: inference), .init(service: management), .init(service: metrics),
+                       .init(service: startup),
                        .init(service: DrainService(server: server, delay: .seconds(configuration.drainDelay)))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.drainDelay + configuration.gracefulShutdownTimeout)
@@ -192,6 +186,19 @@ enum StartupModels {
             }
         }
         return result
+    }
+}
+
+/// Loads the snapshot's and the declared models once the listeners are up; a model that fails
+/// keeps readiness at 503 with the reason (and `serve --start` reports it).
+struct StartupService: Service {
+    let server: ModelServer
+    let snapshot: Snapshot?
+    let registrations: [RegistrationOptions]
+
+    func run() async throws {
+        await server.loadStartupModels(snapshot: snapshot, registrations: registrations)
+        try? await gracefulShutdown()
     }
 }
 
