@@ -27,16 +27,22 @@ public struct PreparedInput: @unchecked Sendable {
     public var rows: Int
     /// What postprocessing needs to remember about the request (original image, output format).
     public var context: (any Sendable)?
+    /// Whether the first dimension of every tensor is this request's rows, so it may be joined
+    /// with other requests; false runs it alone.
+    public var joinsOthers: Bool
 
-    public init(tensors: [Tensor], rows: Int = 1, context: (any Sendable)? = nil) {
+    public init(tensors: [Tensor], rows: Int = 1, context: (any Sendable)? = nil, joinsOthers: Bool = true) {
         self.tensors = tensors
         self.rows = rows
         self.context = context
+        self.joinsOthers = joinsOthers
     }
 
-    /// Requests can be stacked only when all their inputs agree beyond the first dimension.
+    /// Requests can be stacked only when all their inputs agree beyond the first dimension, in
+    /// element type too.
     var stackingKey: [[Int]] {
-        tensors.map { Array($0.shape.dropFirst()) + [$0.dtype.byteCount] }
+        guard joinsOthers else { return [[-1]] + tensors.map { [-1, ObjectIdentifier($0).hashValue] } }
+        return tensors.map { Array($0.shape.dropFirst()) + [$0.dtype.code] }
     }
 }
 

@@ -10,6 +10,8 @@ public struct InferenceRequest: Sendable {
     public var parameters: [String: String]
     /// The client's deadline (`X-Request-Timeout-Ms`); capped by the model's response timeout.
     public var timeout: Duration?
+    /// Whether the handler answers, or tensors come back (KServe v2).
+    public var mode: InferenceMode = .handler
 
     public init(body: [UInt8], contentType: String? = nil, accept: String? = nil, parameters: [String: String] = [:],
                 timeout: Duration? = nil) {
@@ -25,14 +27,29 @@ public struct InferenceRequest: Sendable {
 public struct InferenceResponse: Sendable, Equatable {
     public var body: [UInt8]
     public var contentType: String
+    /// The outputs, for requests whose mode asks for tensors (then `body` is empty).
+    public var tensors: [HostTensor]
 
-    public init(body: [UInt8], contentType: String) {
+    public init(body: [UInt8], contentType: String, tensors: [HostTensor] = []) {
         self.body = body
         self.contentType = contentType
+        self.tensors = tensors
     }
 
     /// A JSON response from already-encoded UTF-8 text.
     public static func json(_ text: String) -> InferenceResponse {
         InferenceResponse(body: Array(text.utf8), contentType: "application/json")
     }
+}
+
+/// What a request asks of a model version.
+public enum InferenceMode: Sendable {
+    /// The handler's response: `/predictions`, SageMaker's `/invocations`.
+    case handler
+    /// The handler's pre-processing, then the model output as tensors (a mask, or probabilities and
+    /// labels) instead of the handler's response body: a KServe v2 request with one BYTES input.
+    case handlerTensors
+    /// These tensors go straight to `forward`, in order, with no handler; the outputs come back as
+    /// tensors: a KServe v2 request with numeric inputs.
+    case forward([HostTensor])
 }

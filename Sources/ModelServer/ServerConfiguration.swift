@@ -69,6 +69,8 @@ public struct ServerConfiguration: Sendable {
     public var gracefulShutdownTimeout = 20
     /// Per-model settings from the `models` key: name → version → registration settings.
     public var modelSettings: [String: [String: ModelSettingsOverride]] = [:]
+    /// The model SageMaker's `/invocations` runs when the request names none (`invocations_model`).
+    public var invocationsModel: String?
 
     public init(modelStore: URL, workDirectory: URL) {
         self.modelStore = modelStore
@@ -82,6 +84,7 @@ public struct ServerConfiguration: Sendable {
         "default_response_timeout", "default_startup_timeout", "number_of_gpu", "allowed_urls",
         "enable_envvars_config", "disable_token_authorization", "enable_model_api", "models",
         "intra_op_threads", "token_expiration_min", "drain_delay", "graceful_shutdown_timeout",
+        "invocations_model",
     ]
 
     /// Applies a `config.properties` file (and, with `enable_envvars_config=true`, `TS_<KEY>`
@@ -153,12 +156,25 @@ public struct ServerConfiguration: Sendable {
             tokenAuthorization = !value
         }
         if let value = try Self.bool(values["enable_model_api"], key: "enable_model_api") { enableModelAPI = value }
+        if let value = values["invocations_model"]?.trimmingSpaces, !value.isEmpty { invocationsModel = value }
         if let text = values["models"] {
             do {
                 modelSettings = try JSONDecoder().decode([String: [String: ModelSettingsOverride]].self, from: Data(text.utf8))
             } catch {
                 throw ConfigurationError(key: "models", message: "is not JSON of the form {\"name\": {\"1.0\": {\"minWorkers\": 1, ...}}}: \(error)")
             }
+        }
+    }
+
+    /// Applies the environment variables a platform sets whatever the config file says:
+    /// SageMaker's `SAGEMAKER_BIND_TO_PORT` moves the inference listener to that port on all
+    /// interfaces, where SageMaker's router reaches it.
+    public mutating func applyPlatformEnvironment(_ environment: [String: String]) throws(ConfigurationError) {
+        if let text = environment["SAGEMAKER_BIND_TO_PORT"] {
+            guard let port = Int(text.trimmingSpaces), (1...65535).contains(port) else {
+                throw ConfigurationError(key: "SAGEMAKER_BIND_TO_PORT", message: "'\(text)' is not a port number in 1...65535")
+            }
+            inferenceAddress = Address(host: "0.0.0.0", port: port)
         }
     }
 

@@ -25,6 +25,10 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         let started = ContinuousClock.now
         let requestID = Self.requestID(from: HeaderName.requestID.flatMap { request.headers[$0] })
         var response: Response
+        // Routes read the id the response will carry (KServe v2 echoes it as `id`).
+        var head = request.head
+        if let name = HeaderName.requestID { head.headerFields[name] = requestID }
+        let request = Request(head: head, body: request.body)
         do {
             response = try await next(request, context)
         } catch let error as APIError {
@@ -61,4 +65,8 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 enum HeaderName {
     static let requestID = HTTPField.Name("X-Request-Id")
     static let requestTimeout = HTTPField.Name("X-Request-Timeout-Ms")
+    /// KServe v2 binary tensor data extension: the length of the JSON header of the body.
+    static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")
+    /// SageMaker multi-model endpoints: the model `/invocations` runs.
+    static let sageMakerTargetModel = HTTPField.Name("X-Amzn-SageMaker-Target-Model")
 }

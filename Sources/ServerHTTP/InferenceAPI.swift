@@ -24,7 +24,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
                                    errors: errors) { request, context in try await predict(request, context) })
             }
         }
-        return table
+        return table + KServeAPI(server: server).routes + SageMakerAPI(server: server).routes
     }
 
     /// Adds this port's routes to `router`.
@@ -48,28 +48,38 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
     }
 
     func predict(_ request: Request, _ context: Context) async throws -> Response {
-        let model = try context.parameters.require("model_name")
-        let version = context.parameters.get("model_version")
+        try await predict(request, model: try context.parameters.require("model_name"), version: context.parameters.get("model_version"))
+    }
+
+    /// The body, up to `max_request_size` (413 beyond).
+    func readBody(_ request: Request) async throws -> ByteBuffer {
         var request = request
-        let body: ByteBuffer
         do {
-            body = try await request.collectBody(upTo: server.configuration.maxRequestSize)
+            return try await request.collectBody(upTo: server.configuration.maxRequestSize)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw APIError(.contentTooLarge, type: "RequestTooLargeException",
                            message: "Request body is larger than max_request_size (\(server.configuration.maxRequestSize) bytes)")
         }
+    }
+
+    /// The deadline the `X-Request-Timeout-Ms` header asks for, if any.
+    func headerTimeout(_ request: Request) throws -> Duration? {
+        guard let name = HeaderName.requestTimeout, let text = request.headers[name] else { return nil }
+        guard let milliseconds = Int(text), milliseconds > 0 else {
+            throw ModelServerError.badRequest("X-Request-Timeout-Ms must be a positive integer of milliseconds, got '\(text)'")
+        }
+        return .milliseconds(milliseconds)
+    }
+
+    /// Runs `model`'s handler on the body, as `/predictions/{model}[/{version}]`.
+    func predict(_ request: Request, model: String, version: String?) async throws -> Response {
+        let body = try await readBody(request)
         var payload = Array(buffer: body)
         var contentType = request.headers[.contentType]
         if let boundary = MultipartPayload.boundary(of: contentType) {
             (payload, contentType) = try MultipartPayload.extract(from: body, boundary: boundary)
         }
-        var timeout: Duration?
-        if let name = HeaderName.requestTimeout, let text = request.headers[name] {
-            guard let milliseconds = Int(text), milliseconds > 0 else {
-                throw ModelServerError.badRequest("X-Request-Timeout-Ms must be a positive integer of milliseconds, got '\(text)'")
-            }
-            timeout = .milliseconds(milliseconds)
-        }
+        let timeout = try headerTimeout(request)
         let input = InferenceRequest(
             body: payload,
             contentType: contentType,

@@ -104,6 +104,11 @@ struct Serve: AsyncParsableCommand {
         if let models { configuration.loadModels = models.split(separator: ",").map(String.init) }
         if enableModelAPI { configuration.enableModelAPI = true }
         if disableTokenAuth { configuration.tokenAuthorization = false }
+        do {
+            try configuration.applyPlatformEnvironment(ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError("\(error)")
+        }
         return configuration
     }
 

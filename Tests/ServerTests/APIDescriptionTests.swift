@@ -45,6 +45,11 @@ import Testing
             "OPTIONS /", "GET /ping",
             "POST /predictions/{model_name}", "PUT /predictions/{model_name}",
             "POST /predictions/{model_name}/{model_version}", "PUT /predictions/{model_name}/{model_version}",
+            "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
+            "GET /v2/models/{model_name}", "GET /v2/models/{model_name}/ready", "POST /v2/models/{model_name}/infer",
+            "GET /v2/models/{model_name}/versions/{model_version}", "GET /v2/models/{model_name}/versions/{model_version}/ready",
+            "POST /v2/models/{model_name}/versions/{model_version}/infer",
+            "POST /invocations", "POST /models/{model_name}/invoke",
         ])
     }
 

@@ -1,0 +1,95 @@
+import Foundation
+import Hummingbird
+import ModelServer
+
+/// KServe v2 (Open Inference Protocol) on the inference port: health, model metadata and
+/// readiness, and inference on JSON or binary tensors.
+struct KServeAPI<Context: RequestContext>: Sendable {
+    let server: ModelServer
+    let inference: InferenceAPI<Context>
+
+    /// The server's version as `GET /v2` reports it.
+    static var serverVersion: String { "1.0.0" }
+
+    init(server: ModelServer) {
+        self.server = server
+        inference = InferenceAPI(server: server)
+    }
+
+    var routes: [Route<Context>] {
+        var table: [Route<Context>] = [
+            Route(method: .get, path: "/v2", summary: "KServe v2 server metadata: name, version, extensions.",
+                  errors: []) { _, _ in serverMetadata() },
+            Route(method: .get, path: "/v2/health/live", summary: "KServe v2 liveness: 200 while the process answers.",
+                  errors: []) { _, _ in jsonResponse("{\"live\":true}") },
+            Route(method: .get, path: "/v2/health/ready", summary: "KServe v2 readiness: 200 when every start-up model can answer, else 503 with a reason.",
+                  errors: [503]) { _, _ in serverReady() },
+        ]
+        for base in ["/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"] {
+            table += [
+                Route(method: .get, path: base, summary: "KServe v2 model metadata: versions, platform, input and output tensors.",
+                      errors: [404]) { _, context in try metadata(context) },
+                Route(method: .get, path: base + "/ready", summary: "KServe v2 model readiness: 200 when it has a ready worker, else 503.",
+                      errors: [404, 503]) { _, context in try modelReady(context) },
+                Route(method: .post, path: base + "/infer", summary: "KServe v2 inference on JSON or binary tensors.",
+                      errors: [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]) { request, context in
+                          try await infer(request, context)
+                      },
+            ]
+        }
+        return table
+    }
+
+    func serverMetadata() -> Response {
+        jsonResponse("{\"name\":\"serve\",\"version\":\"\(Self.serverVersion)\",\"extensions\":[\"binary_tensor_data\"]}")
+    }
+
+    func serverReady() -> Response {
+        if let reason = server.unreadyReason {
+            return jsonResponse("{\"ready\":false,\"reason\":\(jsonString(reason))}", status: .serviceUnavailable)
+        }
+        return jsonResponse("{\"ready\":true}")
+    }
+
+    func metadata(_ context: Context) throws -> Response {
+        let model = try context.parameters.require("model_name")
+        let metadata = try server.metadata(model: model, version: context.parameters.get("model_version"))
+        func tensors(_ specs: [ModelMetadata.TensorSpec]) -> String {
+            "[" + specs.map {
+                "{\"name\":\(jsonString($0.name)),\"datatype\":\"\($0.datatype.rawValue)\",\"shape\":[\($0.shape.map(String.init).joined(separator: ","))]}"
+            }.joined(separator: ",") + "]"
+        }
+        return jsonResponse(
+            "{\"name\":\(jsonString(metadata.name)),\"versions\":[\(metadata.versions.map(jsonString).joined(separator: ","))],"
+                + "\"platform\":\(jsonString(metadata.platform)),\"inputs\":\(tensors(metadata.inputs)),\"outputs\":\(tensors(metadata.outputs))}")
+    }
+
+    func modelReady(_ context: Context) throws -> Response {
+        let model = try context.parameters.require("model_name")
+        let ready = try server.isReady(model: model, version: context.parameters.get("model_version"))
+        return jsonResponse("{\"name\":\(jsonString(model)),\"ready\":\(ready)}", status: ready ? .ok : .serviceUnavailable)
+    }
+
+    func infer(_ request: Request, _ context: Context) async throws -> Response {
+        let model = try context.parameters.require("model_name")
+        let version = context.parameters.get("model_version")
+        let body = try await inference.readBody(request)
+        let decoded = try KServeTensorCoding.decodeRequest(
+            Array(buffer: body), headerLength: HeaderName.inferenceHeaderLength.flatMap { request.headers[$0] })
+        let timeout = [decoded.timeout, try inference.headerTimeout(request)].compactMap { $0 }.min()
+        let result: TensorInference
+        do {
+            result = try await server.infer(model: model, version: version, inputs: decoded.inputs, outputs: decoded.outputNames,
+                                            timeout: timeout)
+        } catch let error as ModelServerError {
+            inference.countResponse(model: model, version: version, status: APIError(error).status)
+            throw error
+        }
+        inference.countResponse(model: model, version: result.version, status: .ok)
+        let id = decoded.id ?? HeaderName.requestID.flatMap { request.headers[$0] }
+        let (bytes, headerLength) = KServeTensorCoding.encodeResponse(result, id: id, binary: decoded.binaryOutputs)
+        var headers: HTTPFields = [.contentType: headerLength == nil ? "application/json" : "application/octet-stream"]
+        if let headerLength, let name = HeaderName.inferenceHeaderLength { headers[name] = String(headerLength) }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}

@@ -1,0 +1,370 @@
+import Foundation
+import ModelServer
+
+/// The wire format of KServe v2 (Open Inference Protocol) inference: JSON tensors, and the
+/// binary tensor data extension (a JSON header of `Inference-Header-Content-Length` bytes, then
+/// the little-endian tensors of the inputs that give `binary_data_size`, in order).
+enum KServeTensorCoding {
+    /// A decoded inference request.
+    struct Request {
+        var id: String?
+        var inputs: [HostTensor]
+        /// Output names in the order asked, nil when the request names none.
+        var outputNames: [String]?
+        /// Names of the outputs to send as binary data.
+        var binaryOutputs: (String) -> Bool
+        /// `parameters.timeout`, in microseconds on the wire.
+        var timeout: Duration?
+    }
+
+    // MARK: Request
+
+    /// Decodes a request body; `headerLength` is the `Inference-Header-Content-Length` header.
+    static func decodeRequest(_ body: [UInt8], headerLength: String?) throws -> Request {
+        var json = body[...]
+        var binary: ArraySlice<UInt8> = []
+        if let headerLength {
+            guard let length = Int(headerLength.trimmingCharacters(in: .whitespaces)), length >= 0, length <= body.count else {
+                throw ModelServerError.badRequest(
+                    "Inference-Header-Content-Length must be the JSON header's length in bytes (0...\(body.count)), got '\(headerLength)'")
+            }
+            json = body[..<length]
+            binary = body[length...]
+        }
+        guard json.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") else {
+            throw ModelServerError.unsupportedMediaType(
+                json.isEmpty ? "the body is empty; send a JSON inference request" : "the body is not a JSON inference request object")
+        }
+        let wire: WireRequest
+        do {
+            wire = try JSONDecoder().decode(WireRequest.self, from: Data(json))
+        } catch let error as ModelServerError {
+            throw error
+        } catch let error as DecodingError {
+            let scope = headerLength == nil ? "" : " (its JSON header, the first \(json.count) bytes as Inference-Header-Content-Length says)"
+            throw ModelServerError.badRequest("invalid inference request\(scope): \(describe(error))")
+        }
+
+        var inputs: [HostTensor] = []
+        var names = Set<String>()
+        for input in wire.inputs {
+            guard names.insert(input.name).inserted else {
+                throw ModelServerError.badRequest("input \(input.name) is given twice")
+            }
+            let contents: HostTensor.Contents
+            if let size = input.binaryDataSize {
+                guard input.data == nil else {
+                    throw ModelServerError.badRequest("input \(input.name) has both data and binary_data_size; send one")
+                }
+                guard size >= 0, size <= binary.count else {
+                    throw ModelServerError.invalidInput(
+                        "input \(input.name): binary_data_size \(size) but only \(binary.count) bytes of binary data are left in the body")
+                }
+                let chunk = binary.prefix(size)
+                binary = binary.dropFirst(size)
+                contents = input.datatype == .bytes ? .strings(try unpackStrings(chunk, input: input.name)) : .numeric(Array(chunk))
+            } else if let data = input.data {
+                contents = data
+            } else {
+                throw ModelServerError.badRequest("input \(input.name) has no data (and no binary_data_size)")
+            }
+            inputs.append(try HostTensor(name: input.name, datatype: input.datatype, shape: input.shape, contents: contents))
+        }
+        guard binary.isEmpty else {
+            throw ModelServerError.invalidInput(
+                "\(binary.count) bytes of binary data follow the JSON header that no input's binary_data_size claims")
+        }
+
+        let binaryDefault = wire.parameters?["binary_data_output"]?.bool ?? false
+        var perOutput: [String: Bool] = [:]
+        for output in wire.outputs ?? [] {
+            perOutput[output.name] = output.parameters?["binary_data"]?.bool ?? binaryDefault
+        }
+        var timeout: Duration?
+        if let parameter = wire.parameters?["timeout"] {
+            guard let microseconds = parameter.int, microseconds > 0 else {
+                throw ModelServerError.badRequest("parameters.timeout must be a positive integer of microseconds")
+            }
+            timeout = .microseconds(microseconds)
+        }
+        return Request(
+            id: wire.id, inputs: inputs, outputNames: wire.outputs?.map(\.name),
+            binaryOutputs: { perOutput[$0] ?? binaryDefault }, timeout: timeout)
+    }
+
+    /// BYTES in binary form: each element a 4-byte little-endian length, then its bytes.
+    static func unpackStrings(_ data: ArraySlice<UInt8>, input: String) throws(ModelServerError) -> [[UInt8]] {
+        var items: [[UInt8]] = []
+        var rest = data
+        while !rest.isEmpty {
+            guard rest.count >= 4 else { throw .invalidInput("input \(input): BYTES binary data ends inside an element's length") }
+            let length = rest.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+            rest = rest.dropFirst(4)
+            guard length <= rest.count else {
+                throw .invalidInput("input \(input): a BYTES element claims \(length) bytes but only \(rest.count) follow")
+            }
+            items.append(Array(rest.prefix(length)))
+            rest = rest.dropFirst(length)
+        }
+        return items
+    }
+
+    /// A decoding error as a client can act on it: where in the request, and what was wrong.
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let location = path(context.codingPath)
+            return (location.isEmpty ? "" : "\(location): ") + context.debugDescription
+        case .keyNotFound(let key, let context):
+            let location = path(context.codingPath)
+            return "\(location.isEmpty ? "" : location + ".")\(key.stringValue) is missing"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    /// A coding path as a client reads it: `inputs[0].data[5]`.
+    static func path(_ keys: [any CodingKey]) -> String {
+        keys.reduce("") { text, key in
+            if let index = key.intValue { return text + "[\(index)]" }
+            return text.isEmpty ? key.stringValue : text + "." + key.stringValue
+        }
+    }
+
+    // MARK: Response
+
+    /// The response body, and the JSON header's length when binary outputs follow it.
+    static func encodeResponse(_ result: TensorInference, id: String?, binary: (String) -> Bool) -> (body: [UInt8], headerLength: Int?) {
+        var json = "{\"model_name\":\(jsonString(result.model)),\"model_version\":\(jsonString(result.version))"
+        if let id { json += ",\"id\":\(jsonString(id))" }
+        json += ",\"outputs\":["
+        var tail: [UInt8] = []
+        for (index, output) in result.outputs.enumerated() {
+            if index > 0 { json += "," }
+            json += "{\"name\":\(jsonString(output.name)),\"datatype\":\"\(output.datatype.rawValue)\",\"shape\":[\(output.shape.map(String.init).joined(separator: ","))]"
+            if binary(output.name) {
+                let bytes = binaryData(output)
+                json += ",\"parameters\":{\"binary_data_size\":\(bytes.count)}}"
+                tail += bytes
+            } else {
+                json += ",\"data\":["
+                appendJSONData(output, to: &json)
+                json += "]}"
+            }
+        }
+        json += "]}"
+        let header = Array(json.utf8)
+        return result.outputs.contains(where: { binary($0.name) }) ? (header + tail, header.count) : (header, nil)
+    }
+
+    /// A tensor's binary form: numeric bytes as they are, BYTES elements each after a 4-byte length.
+    static func binaryData(_ tensor: HostTensor) -> [UInt8] {
+        switch tensor.contents {
+        case .numeric(let bytes):
+            return bytes
+        case .strings(let items):
+            var out: [UInt8] = []
+            out.reserveCapacity(items.reduce(0) { $0 + 4 + $1.count })
+            for item in items {
+                let length = UInt32(clamping: item.count)
+                out += [UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 24)]
+                out += item
+            }
+            return out
+        }
+    }
+
+    /// The elements as JSON values, flat and row-major; non-finite floats as `null`.
+    static func appendJSONData(_ tensor: HostTensor, to json: inout String) {
+        switch tensor.contents {
+        case .strings(let items):
+            json += items.map { jsonString(String(decoding: $0, as: UTF8.self)) }.joined(separator: ",")
+        case .numeric(let bytes):
+            func append<T>(_ type: T.Type, _ format: (T) -> String) {
+                let size = MemoryLayout<T>.size
+                bytes.withUnsafeBytes { raw in
+                    let count = raw.count / size
+                    json.reserveCapacity(json.utf8.count + count * 8)
+                    for index in 0..<count {
+                        if index > 0 { json += "," }
+                        json += format(raw.loadUnaligned(fromByteOffset: index * size, as: T.self))
+                    }
+                }
+            }
+            func float<F: BinaryFloatingPoint & CustomStringConvertible>(_ value: F) -> String {
+                value.isFinite ? value.description : "null"
+            }
+            switch tensor.datatype {
+            case .bool: append(UInt8.self) { $0 != 0 ? "true" : "false" }
+            case .uint8: append(UInt8.self) { String($0) }
+            case .int8: append(Int8.self) { String($0) }
+            case .int16: append(Int16.self) { String($0) }
+            case .int32: append(Int32.self) { String($0) }
+            case .int64: append(Int64.self) { String($0) }
+            case .fp16: append(UInt16.self) { float(Float16(bitPattern: $0)) }
+            case .fp32: append(Float.self) { float($0) }
+            case .fp64: append(Double.self) { float($0) }
+            case .bytes: break
+            }
+        }
+    }
+}
+
+// MARK: JSON request structure
+
+/// A request or output `parameters` value.
+private enum WireParameter: Decodable {
+    case bool(Bool), int(Int), double(Double), string(String), other
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .int(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .double(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else {
+            self = .other
+        }
+    }
+
+    var bool: Bool? {
+        switch self {
+        case .bool(let value): return value
+        case .string(let text): return ["true": true, "false": false][text.lowercased()]
+        default: return nil
+        }
+    }
+
+    var int: Int? {
+        switch self {
+        case .int(let value): return value
+        case .string(let text): return Int(text)
+        default: return nil
+        }
+    }
+}
+
+private struct WireRequest: Decodable {
+    var id: String?
+    var parameters: [String: WireParameter]?
+    var inputs: [WireInput]
+    var outputs: [WireOutput]?
+}
+
+private struct WireOutput: Decodable {
+    var name: String
+    var parameters: [String: WireParameter]?
+}
+
+private struct WireInput: Decodable {
+    var name: String
+    var shape: [Int]
+    var datatype: TensorDatatype
+    var binaryDataSize: Int?
+    var data: HostTensor.Contents?
+
+    enum CodingKeys: String, CodingKey {
+        case name, shape, datatype, parameters, data
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        shape = try container.decode([Int].self, forKey: .shape)
+        let typeName = try container.decode(String.self, forKey: .datatype)
+        guard let datatype = TensorDatatype(rawValue: typeName), TensorDatatype.accepted.contains(datatype) else {
+            throw ModelServerError.badRequest(
+                "input \(name): datatype '\(typeName)' is not supported; use one of \(TensorDatatype.accepted.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.datatype = datatype
+        let parameters = try container.decodeIfPresent([String: WireParameter].self, forKey: .parameters)
+        if let size = parameters?["binary_data_size"] {
+            guard let bytes = size.int else {
+                throw ModelServerError.badRequest("input \(name): binary_data_size must be an integer")
+            }
+            binaryDataSize = bytes
+        }
+        if container.contains(.data), try !container.decodeNil(forKey: .data) {
+            var elements = try container.nestedUnkeyedContainer(forKey: .data)
+            var reader = ElementReader(datatype: datatype)
+            try reader.read(&elements)
+            data = reader.contents
+        }
+    }
+}
+
+/// Reads `data`, flat or nested to any depth, row-major, as the declared datatype's elements.
+private struct ElementReader {
+    let datatype: TensorDatatype
+    var bytes: [UInt8] = []
+    var strings: [[UInt8]] = []
+
+    init(datatype: TensorDatatype) {
+        self.datatype = datatype
+    }
+
+    var contents: HostTensor.Contents {
+        datatype == .bytes ? .strings(strings) : .numeric(bytes)
+    }
+
+    mutating func read(_ container: inout any UnkeyedDecodingContainer) throws {
+        // Each array holds either only elements or only arrays; its first entry says which.
+        var nested: Bool?
+        while !container.isAtEnd {
+            if nested == true {
+                var inner = try container.nestedUnkeyedContainer()
+                try read(&inner)
+                continue
+            }
+            do {
+                try readElement(&container)
+                nested = false
+            } catch let error as DecodingError where nested == nil {
+                guard var inner = try? container.nestedUnkeyedContainer() else { throw error }
+                nested = true
+                try read(&inner)
+            }
+        }
+    }
+
+    private mutating func readElement(_ container: inout any UnkeyedDecodingContainer) throws {
+        func append<T>(_ value: T) {
+            withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+        }
+        // Numbers are range-checked here, so the client learns which element is wrong and why.
+        func outOfRange(_ value: Double, at index: Int) -> ModelServerError {
+            let location = KServeTensorCoding.path(container.codingPath) + "[\(index)]"
+            return .badRequest("\(location): \(value) is not a valid \(datatype.rawValue) element")
+        }
+        func integer<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
+            let index = container.currentIndex
+            // A failed decode leaves the element in place, so it can be read again as a number.
+            guard let value = try? container.decode(Int64.self) else { throw outOfRange(try container.decode(Double.self), at: index) }
+            guard let exact = T(exactly: value) else { throw outOfRange(Double(value), at: index) }
+            return exact
+        }
+        func float<T: BinaryFloatingPoint>(_ type: T.Type) throws -> T {
+            let index = container.currentIndex
+            let value = try container.decode(Double.self)
+            let converted = T(value)
+            guard converted.isFinite else { throw outOfRange(value, at: index) }
+            return converted
+        }
+        switch datatype {
+        case .bool: append(UInt8(try container.decode(Bool.self) ? 1 : 0))
+        case .uint8: append(try integer(UInt8.self))
+        case .int8: append(try integer(Int8.self))
+        case .int16: append(try integer(Int16.self))
+        case .int32: append(try integer(Int32.self))
+        case .int64: append(try integer(Int64.self))
+        case .fp16: append(try float(Float16.self).bitPattern)
+        case .fp32: append(try float(Float.self))
+        case .fp64: append(try float(Double.self))
+        case .bytes: strings.append(Array(try container.decode(String.self).utf8))
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Hummingbird
+import ModelServer
+
+/// SageMaker's container contract on the inference port: `POST /invocations` runs the model
+/// the request or the configuration names (`GET /ping` is the inference API's), and
+/// `POST /models/{m}/invoke` runs a named model, both exactly as `/predictions` does.
+struct SageMakerAPI<Context: RequestContext>: Sendable {
+    let server: ModelServer
+    let inference: InferenceAPI<Context>
+
+    init(server: ModelServer) {
+        self.server = server
+        inference = InferenceAPI(server: server)
+    }
+
+    var routes: [Route<Context>] {
+        let errors = [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]
+        return [
+            Route(method: .post, path: "/invocations",
+                  summary: "SageMaker: run the model named by X-Amzn-SageMaker-Target-Model, model_name, invocations_model, or the only one.",
+                  errors: errors) { request, _ in try await invocations(request) },
+            Route(method: .post, path: "/models/{model_name}/invoke", summary: "SageMaker: run a model as /predictions/{model_name} does.",
+                  errors: errors) { request, context in
+                      try await inference.predict(request, model: try context.parameters.require("model_name"), version: nil)
+                  },
+        ]
+    }
+
+    func invocations(_ request: Request) async throws -> Response {
+        let model = try server.invocationsModel(
+            targetModel: HeaderName.sageMakerTargetModel.flatMap { request.headers[$0] },
+            modelName: request.uri.queryParameters.get("model_name"))
+        return try await inference.predict(request, model: model, version: nil)
+    }
+}
