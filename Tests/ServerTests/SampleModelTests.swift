@@ -14,10 +14,11 @@ import Testing
         return (ModelServer(configuration: ServerConfiguration(modelStore: Self.modelStore, workDirectory: work), logger: quietLogger), work)
     }
 
-    /// The sample segmenter's served masks agree with the scenes' ground truth.
-    /// The bar is the model's measured quality (94.7 % held-out pixel accuracy; issue 6 asks
-    /// for 95 %, which this model does not reach yet), so a regression anywhere on the
-    /// request path shows here.
+    /// The sample segmenter's served masks agree with the scenes' ground truth on >= 95 % of
+    /// the pixels (issue 6's bar; the model's held-out pixel accuracy is 96.3 %), and on
+    /// >= 90 % of every scene. The samples are the first scenes of the sample seed that show a
+    /// car and a person, chosen by content, not by how the model does on them; a regression
+    /// anywhere on the request path shows here.
     @Test func unetSegmentsTheSampleScenes() async throws {
         let (server, work) = server()
         defer {
@@ -41,7 +42,7 @@ import Testing
             agreeing += scene
             total += mask.count
         }
-        #expect(Double(agreeing) / Double(total) >= 0.94, "\(agreeing) of \(total) pixels agree")
+        #expect(Double(agreeing) / Double(total) >= 0.95, "\(agreeing) of \(total) pixels agree")
     }
 
     @Test func fortunesClassifiesClearTexts() async throws {

@@ -21,15 +21,19 @@ What it does, all deterministic from the seeds below:
    horizon height, vanishing point, object counts, sizes and occlusion vary; sensor
    noise, blur and JPEG artefacts are added to the image only.
    Training data lives in memory only.
-2. Trains a small U-Net (BatchNorm, skip connections) on CPU with 2 threads; input
-   normalisation is the reference deployment's: ToTensor() then
+2. Trains a small U-Net (five levels, widths 16-24-48-96-128, BatchNorm, skip connections,
+   ~0.83 M parameters) on CPU with 2 threads, AdamW + one-cycle, batch 8, horizontal flips,
+   cross-entropy weighted by class frequency ** -0.25 and x3 on pixels next to a class
+   boundary.  Input normalisation is the reference deployment's: ToTensor() then
    Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]).
 3. Evaluates on held-out scenes (another seed) through the real inference pipeline:
    PNG file -> PIL -> Resize((96, 128)) -> ToTensor -> Normalize -> forward -> argmax.
 4. Exports TorchScript (torch.jit.trace) plus model-config.yaml, index_to_name.json
    and metrics.json into scripts/samples/build/unet/.
 5. Writes committed samples model_store/samples/scene_<k>.png, scene_<k>.mask.png
-   (8-bit gray, value = class id) and scene_0.jpg.
+   (8-bit gray, value = class id) and scene_0.jpg: the first scenes of SAMPLE_SEED that
+   show a car and a person, chosen by content only (never by how the model scores on
+   them).  Exits non-zero if held-out pixel accuracy is below 95 %.
 """
 
 import argparse
@@ -461,8 +465,12 @@ def draw_hedge(rng, img, mask, x0, x1, yb, scale):
     paint(img, mask, region, tex, VEG)
 
 
-def make_scene(seed, index):
-    """Returns (uint8 HxWx3 image, uint8 HxW class map)."""
+def make_scene(seed, index, extra=()):
+    """Returns (uint8 HxWx3 image, uint8 HxW class map).
+
+    extra: additional objects (kind, bottom row, centre x) with kind "car", "person" or
+    "tree", drawn with the others (far to near) before lighting and sensor effects; for
+    train_image_classifier.py.  Empty (the default) draws exactly the scenes unet.mar uses."""
     rng = np.random.default_rng([seed, index])
     img = np.zeros((H, W, 3), np.float32)
     mask = np.zeros((H, W), np.uint8)
@@ -504,6 +512,7 @@ def make_scene(seed, index):
         yb = horizon + rng.uniform(0, 6)
         x0 = rng.uniform(-10, W - 20)
         objs.append(("hedge", yb, x0))
+    objs.extend(extra)
     objs.sort(key=lambda o: o[1])
     for kind, yb, cx in objs:
         scale = max((yb - horizon) / (H - horizon), 0.04) * 1.4
@@ -525,14 +534,14 @@ def make_scene(seed, index):
     gx = 1 + (XX / W - 0.5)[..., None] * rng.uniform(-0.3, 0.3)
     img = img * gain * tint * gx + rng.uniform(-10, 10)
     # sensor: optional blur, gaussian noise, quantisation
-    if rng.random() < 0.3:
-        k = rng.uniform(0.1, 0.25)
+    if rng.random() < 0.25:
+        k = rng.uniform(0.05, 0.15)
         img = (1 - 4 * k) * img + k * (np.roll(img, 1, 0) + np.roll(img, -1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 1))
     img = img + grain(rng, rng.uniform(0, 6), 3)
     out = np.clip(img, 0, 255).round().astype(np.uint8)
     if rng.random() < 0.2:  # JPEG artefacts
         buf = io.BytesIO()
-        Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(50, 95)))
+        Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(65, 96)))
         out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).copy()
     return out, mask
 
@@ -560,7 +569,7 @@ class UNet(nn.Module):
     skip connections by concatenation, 1x1 head -> (N, C, H, W) logits.  One level per
     entry of widths (five levels: 96x128 down to 6x8)."""
 
-    def __init__(self, classes, widths=(8, 24, 48, 96, 128)):
+    def __init__(self, classes, widths=(16, 24, 48, 96, 128)):
         super().__init__()
         self.enc = nn.ModuleList()
         cin = 3
@@ -608,6 +617,18 @@ def pipeline_input(path):
         return PIPELINE(im.convert("RGB"))
 
 
+def boundary(y):
+    """(N, H, W) bool: pixels whose 4-neighbourhood holds another class."""
+    b = torch.zeros_like(y, dtype=torch.bool)
+    d = y[:, 1:] != y[:, :-1]
+    b[:, 1:] |= d
+    b[:, :-1] |= d
+    d = y[:, :, 1:] != y[:, :, :-1]
+    b[:, :, 1:] |= d
+    b[:, :, :-1] |= d
+    return b
+
+
 def confusion(pred, gt, n):
     return np.bincount(gt.astype(np.int64).ravel() * n + pred.astype(np.int64).ravel(),
                        minlength=n * n).reshape(n, n)
@@ -642,12 +663,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-scenes", type=int, default=2400)
     ap.add_argument("--eval-scenes", type=int, default=300)
-    ap.add_argument("--steps", type=int, default=1300)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--widths", default="8,24,48,96,128", help="channels per level")
+    ap.add_argument("--widths", default="16,24,48,96,128", help="channels per level")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--class-weight-power", type=float, default=0.25,
                     help="loss weight of a class = frequency ** -power (0: plain cross-entropy)")
+    ap.add_argument("--boundary-weight", type=float, default=2.0,
+                    help="extra loss weight on pixels next to a class boundary")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tmp", default="/tmp/unet-samples")
     args = ap.parse_args()
@@ -679,6 +702,7 @@ def main():
 
     model.train()
     t0 = time.time()
+    c0 = time.process_time()
     perm = torch.randperm(len(imgs_t), generator=g)
     pos = 0
     run_loss = run_acc = 0.0
@@ -694,7 +718,8 @@ def main():
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
         logits = model(x)
-        loss = F.cross_entropy(logits, y, weight=cw)
+        pw = cw[y] * (1 + args.boundary_weight * boundary(y).float())
+        loss = (F.cross_entropy(logits, y, reduction="none") * pw).sum() / pw.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -707,6 +732,7 @@ def main():
             print(f"step {step}/{args.steps}  loss {run_loss:.4f}  train acc {run_acc:.4f}  "
                   f"{time.time() - t0:.0f}s", flush=True)
     t_train = time.time() - t0
+    cpu_train = time.process_time() - c0
     print(f"trained in {t_train:.1f}s", flush=True)
     del imgs_t, masks_t, imgs, masks
 
@@ -774,7 +800,7 @@ def main():
             Image.fromarray(im).save(jpg, quality=90)
             files.append(jpg)
         for f in files:
-            c, (pred,) = evaluate_files(loaded, [f], [m])
+            c, _ = evaluate_files(loaded, [f], [m])
             entry = {"file": os.path.relpath(f, REPO), "scene": [SAMPLE_SEED, i - 1],
                      "bytes": os.path.getsize(f), "pixel_accuracy": round(float(np.trace(c) / c.sum()), 4)}
             print(f"  sample {entry}")
@@ -814,6 +840,7 @@ handler:
             "jpeg_q90_pixel_accuracy": round(jacc, 4), "jpeg_q90_mean_iou": round(jmiou, 4),
         },
         "samples": sample_info + [jpeg_entry],
+        "samples_rule": f"first scenes of seed {SAMPLE_SEED} with a car (>= 50 px) and a person (>= 20 px)",
         "parameters": n_params,
         "widths": list(widths),
         "torchscript_bytes": os.path.getsize(pt_path),
@@ -821,7 +848,9 @@ handler:
             "seed": TRAIN_SEED, "scenes": args.train_scenes, "steps": args.steps, "batch": args.batch,
             "optimizer": "AdamW + OneCycle", "max_lr": args.lr, "threads": args.threads,
             "class_weights": [round(v, 3) for v in cw.tolist()],
+            "boundary_weight": args.boundary_weight,
             "hflip": True, "generation_seconds": round(t_gen, 1), "training_seconds": round(t_train, 1),
+            "training_cpu_seconds": round(cpu_train, 1),
         },
         "sample_seed": SAMPLE_SEED, "torch_seed": TORCH_SEED,
         "traced_vs_eager_max_abs_diff": max_diff,
