@@ -616,7 +616,7 @@ def walkthrough(work, serve, archiver, daemons, hosts):
     remote = os.path.join(work, "remote")
     for sub in ("allowed", "denied"):
         os.makedirs(os.path.join(remote, sub))
-        shutil.copy(os.path.join(store, "unet.mar"), os.path.join(remote, sub, "unet.mar"))
+        shutil.copy(os.path.join(store, "unet.mar"), os.path.join(remote, sub, "remote-unet.mar"))
     host = ArchiveHost(remote)
     hosts.append(host)
 
@@ -1000,8 +1000,8 @@ def walkthrough(work, serve, archiver, daemons, hosts):
 
     # --- 6. http(s) registration and swap
     R.section("http registration with allowed_urls, swap")
-    denied_url = f"http://127.0.0.1:{host.port}/denied/unet.mar"
-    allowed_url = f"http://127.0.0.1:{host.port}/allowed/unet.mar"
+    denied_url = f"http://127.0.0.1:{host.port}/denied/remote-unet.mar"
+    allowed_url = f"http://127.0.0.1:{host.port}/allowed/remote-unet.mar"
     expect(f"POST /models?url={denied_url} (matches no allowed_urls) -> 403",
            s.mgmt("POST", f"/models?url={q(denied_url)}&model_name=remote"), 403, error="InvalidArchiveURLException")
     R.check("the denied URL was never fetched", not any(p.startswith("/denied") for p in host.paths), "no GET /denied/...", f"{host.paths}")
@@ -1009,10 +1009,11 @@ def walkthrough(work, serve, archiver, daemons, hosts):
            s.mgmt("POST", f"/models?url={q(allowed_url)}&model_name=remote", timeout=300), 200,
            {"status": 'Model "remote" Version: 1.0 registered with 1 initial workers'})
     if remote_ok:
-        R.check("the allowed URL was downloaded from the local http.server", any(p.startswith("/allowed/unet.mar") for p in host.paths),
-                "GET /allowed/unet.mar", f"{host.paths}")
+        R.check("the allowed URL was downloaded from the local http.server", any(p.startswith("/allowed/remote-unet.mar") for p in host.paths),
+                "GET /allowed/remote-unet.mar", f"{host.paths}")
         expect("POST /predictions/remote -> 200 base64 mask, same as unet's", s.inf("POST", "/predictions/remote", body=png), 200, ctype=json_ct,
                extra=lambda r: mask_problems(r) or ([] if mask_of(r) == masks[0] else [("unet's mask", "a different mask")]))
+        expect("POST the same allowed URL again -> 409", s.mgmt("POST", f"/models?url={q(allowed_url)}&model_name=remote"), 409, error="ConflictStatusException")
         expect("DELETE /models/remote -> 200", s.mgmt("DELETE", "/models/remote"), 200, {"status": 'Model "remote" unregistered'})
     else:
         for name in ("the allowed URL was downloaded", "POST /predictions/remote -> 200", "DELETE /models/remote -> 200"):
