@@ -30,12 +30,14 @@ extension Router {
         let respond: @Sendable (Request, Context) async throws -> Response = { _, _ in jsonResponse(description) }
         on("/", method: .options, use: respond)
         on("/api-description", method: .get, use: respond)
-        // Methods a path does not serve answer 405, not 404.
-        let byPath = Dictionary(grouping: routes, by: \.routerPath)
-        for (path, served) in byPath {
-            let methods = Set(served.map(\.method))
-            for method in [HTTPRequest.Method.get, .post, .put, .delete] where !methods.contains(method) {
-                on(RouterPath(path), method: method) { request, _ -> Response in throw APIError.methodNotAllowed(request) }
+        // Methods a path does not serve answer 405 (with `Allow`), not 404.
+        var served = Dictionary(grouping: routes, by: \.routerPath).mapValues { Set($0.map(\.method)) }
+        served["/", default: []].insert(.options)
+        served["/api-description", default: []].insert(.get)
+        for (path, methods) in served {
+            let allowed = Array(methods)
+            for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch, .options] where !methods.contains(method) {
+                on(RouterPath(path), method: method) { request, _ -> Response in throw APIError.methodNotAllowed(request, allowed: allowed) }
             }
         }
     }

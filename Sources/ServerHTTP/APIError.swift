@@ -71,8 +71,11 @@ extension APIError {
         headers = error.headers
     }
 
-    static func methodNotAllowed(_ request: Request) -> APIError {
-        APIError(.methodNotAllowed, type: "MethodNotAllowedException", message: "Method \(request.method) is not allowed on \(request.uri.path)")
+    /// 405 with `Allow` listing the methods the path serves.
+    static func methodNotAllowed(_ request: Request, allowed: [HTTPRequest.Method] = []) -> APIError {
+        var error = APIError(.methodNotAllowed, type: "MethodNotAllowedException", message: "Method \(request.method) is not allowed on \(request.uri.path)")
+        if !allowed.isEmpty { error.headers[.allow] = allowed.map(\.rawValue).sorted().joined(separator: ", ") }
+        return error
     }
 }
 

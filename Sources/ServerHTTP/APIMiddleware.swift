@@ -8,14 +8,15 @@ import ModelServer
 /// Runs around every route of a port: request id, error rendering, access log.
 struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
-    /// Requests2XX, Requests4XX, Requests5XX, as TorchServe counts them per host.
+    /// Requests2XX, Requests4XX, Requests5XX, as TorchServe counts them per host (not on the metrics port).
     let statusCounters: [Int: Counter]
 
-    init(logger: Logger, metricsFactory: any MetricsFactory) {
+    /// - Parameter countsRequests: whether this port's requests count in `RequestsNXX`.
+    init(logger: Logger, metricsFactory: any MetricsFactory, countsRequests: Bool = true) {
         self.logger = logger
         let dimensions = [("Level", "Host"), ("Hostname", ProcessInfo.processInfo.hostName)]
         var counters: [Int: Counter] = [:]
-        for family in [2, 4, 5] {
+        for family in [2, 4, 5] where countsRequests {
             counters[family] = Counter(label: "Requests\(family)XX", dimensions: dimensions, factory: metricsFactory)
         }
         statusCounters = counters

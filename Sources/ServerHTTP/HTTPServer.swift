@@ -34,6 +34,7 @@ public enum HTTPServer {
         server: ModelServer, registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory, countsRequests: false))
         MetricsAPI<BasicRequestContext>(server: server, registry: registry).addRoutes(to: router)
         return application(router, host: host, port: port, logger: logger)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import ModelServer
 import Prometheus
@@ -19,7 +20,9 @@ public struct MetricsAPI<Context: RequestContext>: Sendable {
     func metrics(_ request: Request) -> Response {
         server.updateGauges()
         var text = registry.emitToString()
-        let wanted = Set(request.uri.queryParameters.getAll("name[]").map { String($0) })
+        // `name[]` arrives literally (curl --globoff) or percent-encoded (`name%5B%5D`, as most clients send it).
+        let items = URLComponents(string: request.uri.description)?.queryItems ?? []
+        let wanted = Set(items.filter { $0.name == "name[]" }.compactMap(\.value))
         if !wanted.isEmpty { text = Self.families(wanted, of: text) }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

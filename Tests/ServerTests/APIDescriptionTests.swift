@@ -64,4 +64,26 @@ import Testing
             "DELETE /models/{model_name}", "DELETE /models/{model_name}/{model_version}", "GET /token",
         ])
     }
+
+    @Test func otherMethodsOnTheDescriptionPathsAre405WithAllow() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let server = store.makeServer()
+        let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "OPTIONS")
+                #expect(String(buffer: response.body).contains("MethodNotAllowedException"))
+            }
+            try await client.execute(uri: "/api-description", method: .post) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET")
+            }
+            try await client.execute(uri: "/predictions/unet_tiny", method: .get) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "POST, PUT")
+            }
+        }
+    }
 }

@@ -47,6 +47,20 @@ import Testing
                 #expect(lines.allSatisfy { $0.contains("ts_batch_size") || $0.contains("ts_workers") })
                 #expect(lines.contains { $0.hasPrefix("ts_batch_size_sum") })
             }
+            // Most clients percent-encode the brackets.
+            try await client.execute(uri: "/metrics?name%5B%5D=ts_workers", method: .get) { response in
+                let lines = String(buffer: response.body).split(separator: "\n")
+                #expect(!lines.isEmpty)
+                #expect(lines.allSatisfy { $0.contains("ts_workers") })
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] != nil)
+            }
+            // The metrics port answers unknown routes with the same JSON error as the others.
+            try await client.execute(uri: "/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.contentType] == "application/json")
+                #expect(String(buffer: response.body).contains("\"type\":\"ResourceNotFoundException\""))
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] != nil)
+            }
         }
     }
 }
