@@ -3,6 +3,7 @@
 # python3-torch (CPU, several minutes on 2 cores) and packs them with our archiver.
 #   unet.mar      scripts/samples/train_unet.py             (synthetic street scenes, 8 classes)
 #   fortunes.mar  scripts/samples/train_text_classifier.py  (Debian fortunes, 6 categories)
+#   scenes.mar    scripts/samples/train_image_classifier.py (dominant object in the same scenes)
 # The committed archives were made by this script; serving and tests never run it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +15,11 @@ BUILD=scripts/samples/build
 /usr/bin/python3 scripts/samples/train_unet.py
 (cd "$BUILD/unet" && "../../../../$ARCHIVER" --model-name unet --version 1.0 --serialized-file unet.pt \
     --handler image_segmenter --config-file model-config.yaml --extra-files index_to_name.json \
+    --export-path ../../../../model_store -f)
+
+/usr/bin/python3 scripts/samples/train_image_classifier.py
+(cd "$BUILD/scenes" && "../../../../$ARCHIVER" --model-name scenes --version 1.0 --serialized-file scenes.pt \
+    --handler image_classifier --config-file model-config.yaml --extra-files index_to_name.json \
     --export-path ../../../../model_store -f)
 
 /usr/bin/python3 scripts/samples/train_text_classifier.py --encoder small
