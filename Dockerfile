@@ -44,9 +44,10 @@ RUN mkdir -p /staging/bin \
 FROM ${RUNTIME_IMAGE} AS runtime
 
 # libtorch1.13 brings libtorch.so, libtorch_cpu.so and libc10.so (and, through Debian's
-# packaging, OpenCV, FFmpeg and BLAS); libcurl4 is for FoundationNetworking (model URLs).
+# packaging, OpenCV, FFmpeg and the reference BLAS, which libopenblas0-pthread replaces as
+# libblas.so.3: see BENCHMARKS.md, "BLAS matrix"); libcurl4 is for FoundationNetworking (model URLs).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch1.13 libpng16-16 libjpeg62-turbo zlib1g libcurl4 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch1.13 libopenblas0-pthread libpng16-16 libjpeg62-turbo zlib1g libcurl4 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 model-server \

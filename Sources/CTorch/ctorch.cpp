@@ -6,6 +6,8 @@
 #include <torch/csrc/jit/api/module.h>
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -141,6 +143,11 @@ ctorch_status ctorch_set_num_threads(int n) {
     return guarded([&] {
         if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
         at::set_num_threads(n);
+        // OpenBLAS's pthread build keeps its own pool (one thread per core by default), which
+        // oversubscribes the cores next to libtorch's threads; size it the same. Absent with
+        // Debian's reference BLAS, so looked up rather than linked.
+        using SetThreads = void (*)(int);
+        if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) openblas(n);
     });
 }
 
