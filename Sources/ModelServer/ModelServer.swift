@@ -32,8 +32,6 @@ public final class ModelServer: @unchecked Sendable {
     /// The first wait before a failed worker is replaced.
     let restartDelay: Duration
     let downloader: ArchiveDownloader
-    /// The `handler` each version was registered with, when it replaced the archive's.
-    private var handlerOverrides: [ObjectIdentifier: String] = [:]
 
     /// - Parameters:
     ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
@@ -68,7 +66,6 @@ public final class ModelServer: @unchecked Sendable {
     public func register(_ options: RegistrationOptions, atStartup: Bool = false, wait: Bool = true) async throws -> ModelDescription {
         let version = try await prepare(options)
         try insert(version, atStartup: atStartup)
-        if let handler = options.handler { setHandlerOverride(handler, for: version) }
         let workers = version.settings.minWorkers
         if wait {
             do {
@@ -120,7 +117,7 @@ public final class ModelServer: @unchecked Sendable {
         options.apply(to: &settings)
         return ModelVersion(
             name: name, version: opened.version, modelURL: options.url, archive: opened, handler: handler,
-            settings: settings, queueCapacity: configuration.jobQueueSize, placement: placement,
+            handlerOverride: options.handler, settings: settings, queueCapacity: configuration.jobQueueSize, placement: placement,
             allocateWorkerID: { [weak self] in self?.allocateWorkerID() ?? 0 }, restartDelay: restartDelay, logger: logger,
             metrics: ModelMetrics(model: name, version: opened.version, hostname: hostname, factory: metricsFactory))
     }
@@ -146,12 +143,6 @@ public final class ModelServer: @unchecked Sendable {
         return archive.handler == kind ? archive.handlerSpec : .defaults(for: kind)
     }
 
-    private func setHandlerOverride(_ handler: String, for version: ModelVersion) {
-        lock.lock()
-        handlerOverrides[ObjectIdentifier(version)] = handler
-        lock.unlock()
-    }
-
     private func insert(_ version: ModelVersion, atStartup: Bool) throws(ModelServerError) {
         lock.lock()
         defer { lock.unlock() }
@@ -166,7 +157,6 @@ public final class ModelServer: @unchecked Sendable {
     private func remove(_ version: ModelVersion) {
         lock.lock()
         defer { lock.unlock() }
-        handlerOverrides[ObjectIdentifier(version)] = nil
         models[version.name]?.removeAll { $0 === version }
         if models[version.name]?.isEmpty == true {
             models[version.name] = nil
@@ -348,7 +338,6 @@ public final class ModelServer: @unchecked Sendable {
     /// Removes a version from the registry; the caller holds `lock`.
     private func detach(_ target: ModelVersion) {
         let model = target.name
-        handlerOverrides[ObjectIdentifier(target)] = nil
         models[model]?.removeAll { $0 === target }
         if models[model]?.isEmpty == true {
             models[model] = nil
@@ -411,7 +400,7 @@ public final class ModelServer: @unchecked Sendable {
                     version: version.version, url: version.modelURL, minWorkers: settings.minWorkers,
                     maxWorkers: settings.maxWorkers, batchSize: settings.batchSize, maxBatchDelay: settings.maxBatchDelay,
                     responseTimeout: settings.responseTimeout, startupTimeout: settings.startupTimeout,
-                    handler: handlerOverrides[ObjectIdentifier(version)])
+                    handler: version.handlerOverride)
             })
         }
         return Snapshot(createdOn: Date().formatted(.iso8601), models: entries)

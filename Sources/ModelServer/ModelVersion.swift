@@ -14,6 +14,8 @@ final class ModelVersion: @unchecked Sendable {
     let modelURL: String
     let archive: OpenedArchive
     let handler: any Handler
+    /// The `handler` given at registration in place of the archive's, if one was.
+    let handlerOverride: String?
     let queue: BatchQueue
     let logger: Logger
     let metrics: ModelMetrics
@@ -37,7 +39,7 @@ final class ModelVersion: @unchecked Sendable {
     private var replacementScheduled = false
 
     init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
-         settings: ModelSettings, queueCapacity: Int, placement: DevicePlacement,
+         handlerOverride: String? = nil, settings: ModelSettings, queueCapacity: Int, placement: DevicePlacement,
          allocateWorkerID: @escaping @Sendable () -> Int, restartDelay: Duration, logger: Logger, metrics: ModelMetrics) {
         self.metrics = metrics
         self.name = name
@@ -45,6 +47,7 @@ final class ModelVersion: @unchecked Sendable {
         self.modelURL = modelURL
         self.archive = archive
         self.handler = handler
+        self.handlerOverride = handlerOverride
         self._settings = settings
         self.queue = BatchQueue(capacity: queueCapacity)
         self.placement = placement
