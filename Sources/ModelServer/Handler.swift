@@ -39,9 +39,9 @@ public struct PreparedInput: @unchecked Sendable {
     }
 
     /// Requests can be stacked only when all their inputs agree beyond the first dimension, in
-    /// element type too.
-    var stackingKey: [[Int]] {
-        guard joinsOthers else { return [[-1]] + tensors.map { [-1, ObjectIdentifier($0).hashValue] } }
+    /// element type too; nil when this request runs alone.
+    var stackingKey: [[Int]]? {
+        guard joinsOthers else { return nil }
         return tensors.map { Array($0.shape.dropFirst()) + [$0.dtype.code] }
     }
 }

@@ -68,13 +68,7 @@ public final class ModelServer: @unchecked Sendable {
         try insert(version, atStartup: atStartup)
         let workers = version.settings.minWorkers
         if wait {
-            do {
-                try await version.scale(to: workers)
-            } catch {
-                remove(version)
-                version.shutdown()
-                throw error
-            }
+            try await startOrRollBack(version, workers: workers)
             version.superviseWorkers()
             logger.info("registered \(version.name) version \(version.version) with \(workers) workers")
             try persist()
@@ -141,6 +135,18 @@ public final class ModelServer: @unchecked Sendable {
             throw .invalidModel("\(error)")
         }
         return archive.handler == kind ? archive.handlerSpec : .defaults(for: kind)
+    }
+
+    /// Starts a just-inserted version's workers and waits for them; if they fail to load, the
+    /// version leaves the registry again and the error is rethrown.
+    private func startOrRollBack(_ version: ModelVersion, workers: Int) async throws {
+        do {
+            try await version.scale(to: workers)
+        } catch {
+            remove(version)
+            version.shutdown()
+            throw error
+        }
     }
 
     private func insert(_ version: ModelVersion, atStartup: Bool) throws(ModelServerError) {
@@ -367,14 +373,8 @@ public final class ModelServer: @unchecked Sendable {
             startupTimeout: settings.startupTimeout, maxWorkers: settings.maxWorkers)
         let candidate = try await prepare(options)
         try insert(candidate, atStartup: false)
-        do {
-            // Loading warms every batch size up, so the first request after the flip pays nothing extra.
-            try await candidate.scale(to: max(1, settings.minWorkers))
-        } catch {
-            remove(candidate)
-            candidate.shutdown()
-            throw error
-        }
+        // Loading warms every batch size up, so the first request after the flip pays nothing extra.
+        try await startOrRollBack(candidate, workers: max(1, settings.minWorkers))
         candidate.superviseWorkers()
         lock.withLock {
             defaults[model] = candidate.version

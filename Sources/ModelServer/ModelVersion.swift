@@ -267,8 +267,9 @@ final class ModelVersion: @unchecked Sendable {
 
     /// Preprocesses each job, runs one forward per group of stackable inputs, answers each job.
     func process(_ batch: [InferenceJob], on module: ScriptModule, by worker: Worker? = nil) {
-        var groups: [[[Int]]: [(InferenceJob, PreparedInput)]] = [:]
-        var order: [[[Int]]] = []
+        // Jobs that stack share a group, in arrival order; a job that runs alone is a group of one.
+        var groups: [[(InferenceJob, PreparedInput)]] = []
+        var groupOfKey: [[[Int]]: Int] = [:]
         let now = ContinuousClock.now
         metrics.batchSize.record(batch.count)
         for job in batch where !job.isFinished {
@@ -284,17 +285,17 @@ final class ModelVersion: @unchecked Sendable {
                 let started = ContinuousClock.now
                 let prepared = try handler.preprocess(job.request)
                 metrics.record(.preprocess, .now - started)
-                let key = prepared.stackingKey
-                if groups[key] == nil { order.append(key) }
-                groups[key, default: []].append((job, prepared))
+                if let key = prepared.stackingKey, let index = groupOfKey[key] {
+                    groups[index].append((job, prepared))
+                } else {
+                    if let key = prepared.stackingKey { groupOfKey[key] = groups.count }
+                    groups.append([(job, prepared)])
+                }
             } catch {
                 job.finish(.failure(error))
             }
         }
-        for key in order {
-            guard let group = groups[key] else { continue }
-            run(group, on: module, by: worker)
-        }
+        for group in groups { run(group, on: module, by: worker) }
     }
 
     private func run(_ group: [(InferenceJob, PreparedInput)], on module: ScriptModule, by worker: Worker?) {
