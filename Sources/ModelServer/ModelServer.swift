@@ -484,18 +484,15 @@ public final class ModelServer: @unchecked Sendable {
     /// Registers the models declared for start-up (the snapshot's, then `load_models` /
     /// `--models`), one after another, while readiness says which one is loading. Failures are
     /// kept and make readiness 503 with the reason; the rest still load.
-    /// - Returns: what failed to load, with the reason.
-    @discardableResult
-    public func loadStartupModels(snapshot: Snapshot?, registrations: [RegistrationOptions]) async -> [String] {
+    public func loadStartupModels(snapshot: Snapshot?, registrations: [RegistrationOptions]) async {
         let labels = (snapshot?.models.map(\.name) ?? []) + registrations.map(Self.label)
         lock.withLock { startupLoading = labels }
-        var failures: [String] = []
         if let snapshot {
-            for failure in await restore(snapshot) {
-                failures.append("model \(failure.model): \(failure.reason)")
-                lock.withLock { startupFailures.append(failure) }
+            let failures = await restore(snapshot)
+            lock.withLock {
+                startupFailures += failures
+                startupLoading.removeFirst(min(snapshot.models.count, startupLoading.count))
             }
-            lock.withLock { startupLoading.removeFirst(min(snapshot.models.count, startupLoading.count)) }
         }
         for registration in registrations {
             let label = Self.label(registration)
@@ -506,12 +503,10 @@ public final class ModelServer: @unchecked Sendable {
                 logger.info("model \(label) already restored from the snapshot")
             } catch {
                 logger.error("model \(label) failed to load: \(error)")
-                failures.append("model \(label): \(error)")
                 lock.withLock { startupFailures.append((label, "\(error)")) }
             }
             lock.withLock { if !startupLoading.isEmpty { startupLoading.removeFirst() } }
         }
-        return failures
     }
 
     private static func label(_ registration: RegistrationOptions) -> String {
