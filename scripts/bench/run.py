@@ -188,7 +188,8 @@ def main():
     models = prepare_models(args.models)
 
     report = {"cpu": run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"]).split("\n")[:2],
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": {}}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": {},
+              "blas": os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")}
     for name, model_pt in models.items():
         print(f"== {name}: {model_pt}", flush=True)
         entry = {"floor_b1": floor(model_pt, 1, args.seconds), f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds)}
@@ -197,12 +198,15 @@ def main():
         shutil.rmtree(store, ignore_errors=True)
         write_archive(os.path.join(store, "b1"), model_pt, 1, 0)
         write_archive(os.path.join(store, f"b{args.batch}"), model_pt, args.batch, 5)
-        server = Server(store, f"b1=b1,b{args.batch}=b{args.batch}")
+        # Our own split across both cores: 2 workers x 1 intra-op thread (BENCHMARKS.md, BLAS matrix).
+        write_archive(os.path.join(store, "b1w2"), model_pt, 1, 0, workers=2)
+        write_archive(os.path.join(store, f"b{args.batch}w2"), model_pt, args.batch, 5, workers=2)
+        server = Server(store, ",".join(f"{label}={label}" for label in labels(args.batch)))
         try:
             entry["start_to_first_prediction_s"] = server.start_to_first_prediction
             if torchserve:
                 entry["masks"] = torchserve.fetch_masks(server.inference, "b1", torchserve.sample_images())
-            for label in ["b1", f"b{args.batch}"]:
+            for label in labels(args.batch):
                 for c in concurrencies:
                     result = wrk(server.inference, label, c, args.seconds)
                     drain(server.inference, label)
@@ -226,6 +230,17 @@ def main():
     write_markdown(report, args, concurrencies)
 
 
+def labels(batch):
+    """The server configurations measured: batching off / on, with 1 and with 2 workers."""
+    return ["b1", f"b{batch}", "b1w2", f"b{batch}w2"]
+
+
+def describe(label, batch):
+    """A table row's name for a configuration label."""
+    text = "batch off" if label in ("b1", "b1w2") else f"batch {batch}, 5 ms"
+    return text + (", 2 workers" if label.endswith("w2") else "")
+
+
 def write_markdown(report, args, concurrencies):
     b = args.batch
     shown, skip = [], False  # the command as it is to be repeated: without --skip-build and --output
@@ -237,8 +252,8 @@ def write_markdown(report, args, concurrencies):
     command = " ".join(["/usr/bin/python3 scripts/bench/run.py"] + shown)
     lines = ["# Benchmarks", "",
              f"Measured {report['date']} on this project's development machine ({report['cpu'][0].strip()} cores, "
-             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), one intra-op thread per worker, "
-             "one worker per model, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
+             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), BLAS {report['blas']} for both servers, one intra-op thread per worker, "
+             "one worker per model unless a row says 2 workers, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
              "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
              "Command:", "", "```sh", command.strip(), "```", ""]
     for name, e in report["models"].items():
@@ -253,10 +268,10 @@ def write_markdown(report, args, concurrencies):
                   f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |", "",
                   f"Floor: {best1:.2f} ms per request at batch 1; best per-item throughput {floor_rps:.1f}/s.", "",
                   "| server | concurrency | requests/s | p50 ms | p90 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
-        for label in ["b1", f"b{b}"]:
+        for label in labels(b):
             for c in concurrencies:
                 r = e[f"{label}_c{c}"]
-                lines.append(f"| batch {'off' if label == 'b1' else f'{b}, 5 ms'} | {c} | {r['rps']:.1f} | {r['p50_ms']:.2f} | "
+                lines.append(f"| {describe(label, b)} | {c} | {r['rps']:.1f} | {r['p50_ms']:.2f} | "
                              f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'] + r['non2xx'])} |")
         c1 = e["b1_c1"]
         top = max(concurrencies)
@@ -289,7 +304,7 @@ def torchserve_section(name, e, concurrencies, b):
     ts = e["torchserve"]
     lines = torchserve.markdown(ts, concurrencies)
     top, fastest = torchserve.best(ts)
-    ours = [(label, c, e[f"{label}_c{c}"]) for label in ["b1", f"b{b}"] for c in concurrencies
+    ours = [(label, c, e[f"{label}_c{c}"]) for label in labels(b) for c in concurrencies
             if e[f"{label}_c{c}"]["requests"] > 0 and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
     our_top = max(ours, key=lambda x: x[2]["rps"])
     throughput_target = {"reference": "≥ 3", "small": "≥ 2"}.get(name, "—")
@@ -298,7 +313,7 @@ def torchserve_section(name, e, concurrencies, b):
     lines += ["", torchserve.mask_line(ts["mask_comparison"]), "",
               "| ratio against TorchServe | value | target |", "|---|---|---|"]
     if top:
-        lines.append(f"| our best requests/s ({our_top[2]['rps']:.1f}, batching {'off' if our_top[0] == 'b1' else 'on'}, "
+        lines.append(f"| our best requests/s ({our_top[2]['rps']:.1f}, {describe(our_top[0], b)}, "
                      f"c={our_top[1]}) / TorchServe's best ({top[2]['rps']:.1f}) | {our_top[2]['rps'] / top[2]['rps']:.2f} | "
                      f"{throughput_target} |")
         lines.append(f"| our p50 at c=1, batching off ({e['b1_c1']['p50_ms']:.2f} ms) / TorchServe's best "
