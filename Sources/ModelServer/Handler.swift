@@ -5,15 +5,31 @@ import Torch
 /// The worker sequences them: `preprocess` each request of a batch, stack the inputs of
 /// requests whose shapes agree, one `forward`, split the output by rows, `postprocess` each.
 /// Handlers know tensors and bytes, not HTTP. They run on worker threads, never on an event loop.
+///
+/// The worker times each step; a handler splits it by marking `stages`: `mark(.decode)` once the
+/// body is decoded (the rest of `preprocess` is preprocessing), `mark(.postprocess)` once the
+/// answer is computed (the rest of `postprocess` is encoding it).
 public protocol Handler: Sendable {
     /// Decodes one request into model inputs.
-    func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput
+    func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput
 
     /// Turns one request's rows of the model output into its response.
-    func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse
+    func postprocess(_ output: ModuleOutput, for input: PreparedInput, stages: StageClock) throws(ModelServerError) -> InferenceResponse
 
     /// Inputs of a synthetic batch of `batchSize` requests, to check an optimised module and warm it up.
     func exampleInputs(batchSize: Int) throws -> [Tensor]
+}
+
+extension Handler {
+    /// `preprocess` outside a worker, untimed.
+    public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
+        try preprocess(request, stages: StageClock())
+    }
+
+    /// `postprocess` outside a worker, untimed.
+    public func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse {
+        try postprocess(output, for: input, stages: StageClock())
+    }
 }
 
 /// One request's inputs to `forward`, ready to be stacked with other requests'.

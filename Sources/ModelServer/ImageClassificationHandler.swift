@@ -25,7 +25,7 @@ public struct ImageClassificationHandler: Handler {
         probabilities = ClassProbabilities(labels: labels)
     }
 
-    public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
+    public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         guard !request.body.isEmpty else { throw .invalidInput("empty body: send a PNG or JPEG image") }
         guard ImageFormat.sniff(request.body) != nil else {
             throw .unsupportedMediaType("image_classifier takes a PNG or JPEG image; the body is neither")
@@ -36,6 +36,7 @@ public struct ImageClassificationHandler: Handler {
         } catch {
             throw .invalidInput("cannot decode the image: \(error)")
         }
+        stages.mark(.decode)
         let crop = spec.cropSize
         do {
             let prepared = try image.resized(shorterSide: spec.resizeShorter).centerCropped(width: crop.width, height: crop.height)
@@ -49,7 +50,7 @@ public struct ImageClassificationHandler: Handler {
         }
     }
 
-    public func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse {
+    public func postprocess(_ output: ModuleOutput, for input: PreparedInput, stages: StageClock) throws(ModelServerError) -> InferenceResponse {
         guard let logits = output.firstTensor else {
             throw .modelFailure("image_classifier expects the model to return (N, C) logits, got \(output.kindDescription)")
         }
@@ -62,6 +63,7 @@ public struct ImageClassificationHandler: Handler {
         } catch {
             throw .modelFailure("softmax of the model output failed: \(error)")
         }
+        stages.mark(.postprocess)
         return .json(probabilities.jsonObject(values, top: min(spec.topk, values.count)))
     }
 

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One prediction request as the core sees it: bytes and the few headers handlers read.
 public struct InferenceRequest: Sendable {
     /// The payload: the raw body, or the `data`/`file` part of a multipart form.
@@ -12,6 +14,9 @@ public struct InferenceRequest: Sendable {
     public var timeout: Duration?
     /// Whether the handler answers, or tensors come back (KServe v2).
     public var mode: InferenceMode = .handler
+    /// The connection the request came on, if the caller can tell when it closes: a request whose
+    /// client has gone is dropped before any compute.
+    public var connection: ClientConnection?
 
     public init(body: [UInt8], contentType: String? = nil, accept: String? = nil, parameters: [String: String] = [:],
                 timeout: Duration? = nil) {
@@ -20,6 +25,23 @@ public struct InferenceRequest: Sendable {
         self.contentType = contentType
         self.accept = accept
         self.parameters = parameters
+    }
+}
+
+/// Whether the client that sent a request is still there to read the answer. The HTTP layer
+/// closes it when the connection's input ends or the connection drops.
+public final class ClientConnection: Sendable {
+    private let open = Atomic<Bool>(true)
+
+    public init() {}
+
+    public var isOpen: Bool {
+        open.load(ordering: .acquiring)
+    }
+
+    /// The client has gone: requests from it still queued are dropped.
+    public func close() {
+        open.store(false, ordering: .releasing)
     }
 }
 

@@ -15,4 +15,6 @@ public struct ModelDescription: Sendable {
     public var queueCapacity: Int
     public var pendingRequests: Int
     public var loadedAtStartup: Bool
+    /// Load, warm-up and first-request times; nil until a worker has loaded.
+    public var loadTimings: LoadTimings?
 }

@@ -32,9 +32,62 @@ enum DropReason: String {
     case deadline, disconnected, queueFull = "queue_full", shutdown
 }
 
-/// The stages of a request whose durations are recorded.
-enum Stage: String, CaseIterable {
-    case queue, preprocess, forward, postprocess
+/// The stages of a request whose durations are recorded, in the order a request passes them.
+public enum Stage: String, CaseIterable, Sendable {
+    /// Body bytes to the handler's input: image decoding, UTF-8 and JSON parsing.
+    case decode
+    /// Waiting in the model version's queue for a worker.
+    case queue
+    /// Decoded input to tensors: resize, normalise, tokenise.
+    case preprocess
+    /// The model's forward pass: one record per forward, that is per batch.
+    case forward
+    /// Model output to the answer: argmax, softmax, top-k, resizing a mask.
+    case postprocess
+    /// The answer to response bytes: base64 and JSON, PNG.
+    case encode
+}
+
+/// Splits the time a handler spends on one request between stages: the worker begins a step
+/// (`preprocess`, `postprocess`), the handler marks where a stage ends, the worker ends the step.
+///
+/// In `preprocess`, `mark(.decode)` after decoding leaves the rest to preprocessing; in
+/// `postprocess`, `mark(.postprocess)` once the answer is computed leaves the rest to encoding.
+/// A handler that marks nothing has the whole step counted as its main stage.
+public final class StageClock {
+    private var last: ContinuousClock.Instant
+    private var marked = false
+    private let metrics: ModelMetrics?
+
+    /// A clock that records nothing, for calling handlers outside a worker.
+    public convenience init() {
+        self.init(metrics: nil)
+    }
+
+    init(metrics: ModelMetrics?) {
+        self.metrics = metrics
+        last = .now
+    }
+
+    /// Starts a step now.
+    func beginStep() {
+        last = .now
+        marked = false
+    }
+
+    /// Ends a step: the time since the last mark goes to `rest` if the handler marked a stage
+    /// during the step, else to `whole`.
+    func endStep(whole: Stage, rest: Stage) {
+        mark(marked ? rest : whole)
+    }
+
+    /// The time since the previous mark (or the step's start) was spent in `stage`.
+    public func mark(_ stage: Stage) {
+        let now = ContinuousClock.now
+        metrics?.record(stage, now - last)
+        last = now
+        marked = true
+    }
 }
 
 /// The metric handles of one model version.

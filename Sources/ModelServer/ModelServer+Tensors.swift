@@ -38,28 +38,31 @@ extension ModelServer {
     /// - Parameters:
     ///   - outputs: output names to return, in this order; nil: all, in the model's order.
     ///   - timeout: the client's deadline, capped by the model's response timeout.
+    ///   - connection: the client's connection; requests still queued when it closes are dropped.
     /// - Throws: `ModelServerError`; `.badRequest` for an output name the model does not give.
     public func infer(model: String, version: String? = nil, inputs: [HostTensor], outputs requested: [String]? = nil,
-                      timeout: Duration? = nil) async throws -> TensorInference {
+                      timeout: Duration? = nil, connection: ClientConnection? = nil) async throws -> TensorInference {
         let target = try resolve(model: model, version: version)
         let byteInputs = inputs.filter { $0.datatype == .bytes }
         let results: [HostTensor]
         if byteInputs.isEmpty {
             var request = InferenceRequest(body: [], timeout: timeout)
             request.mode = .forward(inputs)
+            request.connection = connection
             results = try await predict(model: model, version: target.version, request: request).tensors
         } else {
             guard inputs.count == 1 else {
                 throw ModelServerError.badRequest(
                     "a BYTES input runs the model's handler and must be the only input; got \(inputs.count) inputs (\(inputs.map { "\($0.name): \($0.datatype.rawValue)" }.joined(separator: ", ")))")
             }
-            results = try await runHandler(on: inputs[0], model: model, version: target, timeout: timeout)
+            results = try await runHandler(on: inputs[0], model: model, version: target, timeout: timeout, connection: connection)
         }
         return TensorInference(model: model, version: target.version, outputs: try Self.select(requested, from: results))
     }
 
     /// One handler request per element of a BYTES tensor, run concurrently (so they batch), joined in order.
-    private func runHandler(on input: HostTensor, model: String, version: ModelVersion, timeout: Duration?) async throws -> [HostTensor] {
+    private func runHandler(on input: HostTensor, model: String, version: ModelVersion, timeout: Duration?,
+                            connection: ClientConnection?) async throws -> [HostTensor] {
         let elements = input.strings
         guard !elements.isEmpty else { throw ModelServerError.invalidInput("BYTES input \(input.name) has no elements") }
         let kind = version.archive.handler
@@ -69,6 +72,7 @@ extension ModelServer {
                     body: Self.handlerBody(element, kind: kind),
                     contentType: kind == .textClassifier ? "text/plain; charset=utf-8" : nil, timeout: timeout)
                 request.mode = .handlerTensors
+                request.connection = connection
                 let job = request
                 group.addTask {
                     (index, try await self.predict(model: model, version: version.version, request: job).tensors)

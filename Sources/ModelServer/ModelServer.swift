@@ -270,7 +270,7 @@ public final class ModelServer: @unchecked Sendable {
                 runtime: entry.archive.manifest.runtime, handler: entry.archive.handler.rawValue,
                 isDefault: entry.version == defaultVersion, settings: entry.settings, workers: entry.workerInfos,
                 weightBytes: entry.weightBytes, queueCapacity: entry.queue.capacity,
-                pendingRequests: entry.queue.pending, loadedAtStartup: atStartup)
+                pendingRequests: entry.queue.pending, loadedAtStartup: atStartup, loadTimings: entry.loadTimings)
         }
     }
 

@@ -31,6 +31,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
     case unavailable(String)
     /// The request's deadline passed before it could be answered.
     case deadlineExceeded(model: String, timeoutMilliseconds: Int)
+    /// The client closed its connection before the request ran; nobody reads this answer.
+    case clientDisconnected(model: String)
     /// The model failed: forward threw, a worker died, output of an unexpected shape.
     case modelFailure(String)
     /// Host or device memory ran out.
@@ -50,6 +52,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
             return message
         case .queueFull(let model, let capacity):
             return "Model \(model) has \(capacity) requests queued, its limit (job_queue_size); retry later"
+        case .clientDisconnected(let model):
+            return "The client of a request to model \(model) disconnected before it ran; it was dropped"
         case .deadlineExceeded(let model, let timeout):
             return "Request to model \(model) passed its deadline of \(timeout) ms"
         }

@@ -37,6 +37,7 @@ final class ModelVersion: @unchecked Sendable {
     private var retiring = false
     private var consecutiveLoadFailures = 0
     private var replacementScheduled = false
+    private var _loadTimings: LoadTimings?
 
     init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
          handlerOverride: String? = nil, settings: ModelSettings, queueCapacity: Int, placement: DevicePlacement,
@@ -94,6 +95,24 @@ final class ModelVersion: @unchecked Sendable {
         return modules.mapValues(\.weightBytes)
     }
 
+    /// How long the first module took to load and warm up, and the first request after it.
+    var loadTimings: LoadTimings? {
+        lock.lock()
+        defer { lock.unlock() }
+        return _loadTimings
+    }
+
+    /// Records the latency of the first request answered after loading.
+    private func recordFirstRequest(_ latency: Duration) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard _loadTimings?.firstRequestMilliseconds == nil else { return }
+        _loadTimings?.firstRequestMilliseconds = Double(nanoseconds(latency)) / 1e6
+        if let timings = _loadTimings {
+            logger.info("first request answered in \(timings.firstRequestMilliseconds ?? 0) ms (load \(timings.loadMilliseconds) ms, warm-up \(timings.warmUpMilliseconds) ms)")
+        }
+    }
+
     // MARK: Requests
 
     /// Whether the version was unregistered (or swapped out) and is finishing its queue.
@@ -146,8 +165,21 @@ final class ModelVersion: @unchecked Sendable {
         var failures: [String] = []
         for worker in started {
             let outcome: Result<Void, ModelServerError> = await withCheckedContinuation { continuation in
+                let report = LoadReport(continuation)
                 worker.start(name: "worker-\(worker.id)-\(name)") { [self] in
-                    run(worker, settings: settings) { continuation.resume(returning: $0) }
+                    run(worker, settings: settings) { report.resume($0) }
+                }
+                // startupTimeout bounds the load; a load still running then is abandoned (its
+                // thread leaves once libtorch returns) and the worker replaced like a failed one.
+                report.timer = Task { [self] in
+                    try? await Task.sleep(for: .seconds(settings.startupTimeout))
+                    guard !Task.isCancelled else { return }
+                    let message = "load did not finish within startupTimeout (\(settings.startupTimeout) s)"
+                    if worker.abandonLoad(message) {
+                        logger.error("worker \(worker.id): \(message)")
+                        report.resume(.failure(.modelFailure(message)))
+                        scheduleReplacement()
+                    }
                 }
             }
             if case .failure(let error) = outcome { failures.append(error.description) }
@@ -250,7 +282,10 @@ final class ModelVersion: @unchecked Sendable {
             scheduleReplacement()
             return
         }
-        worker.setStatus(.ready)
+        guard worker.becomeReady() else {
+            logger.warning("worker \(worker.id) finished loading after it was given up or retired; it leaves")
+            return
+        }
         lock.lock()
         consecutiveLoadFailures = 0
         lock.unlock()
@@ -271,6 +306,7 @@ final class ModelVersion: @unchecked Sendable {
         var groups: [[(InferenceJob, PreparedInput)]] = []
         var groupOfKey: [[[Int]]: Int] = [:]
         let now = ContinuousClock.now
+        let stages = StageClock(metrics: metrics)
         metrics.batchSize.record(batch.count)
         for job in batch where !job.isFinished {
             let waited = now - job.enqueuedAt
@@ -281,10 +317,15 @@ final class ModelVersion: @unchecked Sendable {
                 job.finish(.failure(.deadlineExceeded(model: name, timeoutMilliseconds: milliseconds(job.deadline - job.enqueuedAt))))
                 continue
             }
+            if let connection = job.request.connection, !connection.isOpen {
+                metrics.dropped(.disconnected)
+                job.finish(.failure(.clientDisconnected(model: name)))
+                continue
+            }
             do {
-                let started = ContinuousClock.now
-                let prepared = try handler.preprocess(job.request)
-                metrics.record(.preprocess, .now - started)
+                stages.beginStep()
+                let prepared = try handler.preprocess(job.request, stages: stages)
+                stages.endStep(whole: .preprocess, rest: .preprocess)
                 if let key = prepared.stackingKey, let index = groupOfKey[key] {
                     groups[index].append((job, prepared))
                 } else {
@@ -320,13 +361,15 @@ final class ModelVersion: @unchecked Sendable {
             return
         }
         var row = 0
+        let stages = StageClock(metrics: metrics)
         for (job, prepared) in group {
             do {
-                let started = ContinuousClock.now
+                stages.beginStep()
                 let slice = group.count == 1 ? output : try output.rows(row, count: prepared.rows, batch: totalRows)
-                let response = try handler.postprocess(slice, for: prepared)
-                metrics.record(.postprocess, .now - started)
+                let response = try handler.postprocess(slice, for: prepared, stages: stages)
+                stages.endStep(whole: .postprocess, rest: .encode)
                 job.finish(.success(response))
+                if loadTimings?.firstRequestMilliseconds == nil { recordFirstRequest(.now - job.enqueuedAt) }
             } catch let error as ModelServerError {
                 job.finish(.failure(error))
             } catch {
@@ -355,14 +398,17 @@ final class ModelVersion: @unchecked Sendable {
         if settings.optimize {
             chosen = optimized(plain, example: example, reference: reference) ?? plain
         }
+        let loaded = ContinuousClock.now
         // Warm-up: the first calls of each batch size pay libtorch's profiling and fusion passes.
         for batchSize in Set([1, settings.batchSize]) {
             let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(device) }
             for _ in 0..<2 { _ = try chosen.forward(inputs) }
         }
-        logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(milliseconds(.now - started)) ms (\(plain.weightBytes) bytes of weights\(chosen === plain ? "" : ", optimised"))")
+        let timings = LoadTimings(loadMilliseconds: milliseconds(loaded - started), warmUpMilliseconds: milliseconds(.now - loaded))
+        logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(timings.loadMilliseconds) ms\(chosen === plain ? "" : " (optimised and checked)"), warmed up in \(timings.warmUpMilliseconds) ms; \(plain.weightBytes) bytes of weights")
         lock.lock()
         modules[device] = chosen
+        if _loadTimings == nil { _loadTimings = timings }
         lock.unlock()
         return chosen
     }
@@ -386,6 +432,47 @@ final class ModelVersion: @unchecked Sendable {
             logger.warning("not optimising: \(error)")
             return nil
         }
+    }
+}
+
+/// The time a version's first module took to load (including optimising and checking it) and
+/// to warm up, and the latency of the first request answered after it.
+public struct LoadTimings: Sendable, Equatable {
+    public var loadMilliseconds: Int
+    public var warmUpMilliseconds: Int
+    public var firstRequestMilliseconds: Double?
+}
+
+/// Resumes a worker's load continuation once: with the worker's outcome, or at the startup timeout.
+private final class LoadReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Result<Void, ModelServerError>, Never>?
+    private var _timer: Task<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<Result<Void, ModelServerError>, Never>) {
+        self.continuation = continuation
+    }
+
+    /// The startup-timeout task, cancelled once the load reports.
+    var timer: Task<Void, Never>? {
+        get { lock.withLock { _timer } }
+        set {
+            let finished = lock.withLock {
+                _timer = newValue
+                return continuation == nil
+            }
+            if finished { newValue?.cancel() }
+        }
+    }
+
+    func resume(_ outcome: Result<Void, ModelServerError>) {
+        let (pending, timer) = lock.withLock {
+            defer { continuation = nil }
+            return (continuation, _timer)
+        }
+        guard let pending else { return }
+        timer?.cancel()
+        pending.resume(returning: outcome)
     }
 }
 

@@ -41,9 +41,10 @@ public struct SegmentationHandler: Handler {
         std = spec.std.map { Float($0) }
     }
 
-    public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
+    public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         let (format, originalSize) = try Self.outputFormat(for: request, default: spec.output)
         let image = try decode(request.body)
+        stages.mark(.decode)
         let resized: Image
         do {
             if let size = spec.inputSize, size.width != image.width || size.height != image.height {
@@ -69,7 +70,7 @@ public struct SegmentationHandler: Handler {
             context: RequestContext(format: format, originalSize: originalSize, image: keepImage ? image : nil))
     }
 
-    public func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse {
+    public func postprocess(_ output: ModuleOutput, for input: PreparedInput, stages: StageClock) throws(ModelServerError) -> InferenceResponse {
         guard let context = input.context as? RequestContext else {
             throw .modelFailure("segmentation request lost its context")
         }
@@ -93,6 +94,7 @@ public struct SegmentationHandler: Handler {
         if let image = context.image, context.originalSize || context.format == .overlay {
             mask = mask.resizedNearest(width: image.width, height: image.height)
         }
+        stages.mark(.postprocess)
         do {
             switch context.format {
             case .base64JSON:

@@ -17,15 +17,15 @@ struct TensorPassthroughHandler: Handler {
         var inner: (any Sendable)?
     }
 
-    func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
+    func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         switch request.mode {
         case .handler:
-            return try base.preprocess(request)
+            return try base.preprocess(request, stages: stages)
         case .handlerTensors:
             guard base is any TensorResultHandler else {
                 throw .badRequest("this model's handler cannot answer with tensors; send numeric inputs for its forward pass")
             }
-            var prepared = try base.preprocess(request)
+            var prepared = try base.preprocess(request, stages: stages)
             prepared.context = HandlerTensorsContext(inner: prepared.context)
             return prepared
         case .forward(let inputs):
@@ -40,7 +40,7 @@ struct TensorPassthroughHandler: Handler {
         }
     }
 
-    func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse {
+    func postprocess(_ output: ModuleOutput, for input: PreparedInput, stages: StageClock) throws(ModelServerError) -> InferenceResponse {
         switch input.context {
         case is ForwardContext:
             return InferenceResponse(body: [], contentType: "", tensors: try HostTensor.outputs(of: output))
@@ -52,7 +52,7 @@ struct TensorPassthroughHandler: Handler {
             inner.context = wanted.inner
             return InferenceResponse(body: [], contentType: "", tensors: try base.tensorOutputs(output, for: inner))
         default:
-            return try base.postprocess(output, for: input)
+            return try base.postprocess(output, for: input, stages: stages)
         }
     }
 

@@ -92,8 +92,9 @@ public struct TextClassificationHandler: Handler {
 
     // MARK: Handler
 
-    public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
+    public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         let (texts, isList) = try Self.texts(of: request)
+        stages.mark(.decode)
         let tensors: [Tensor]
         do {
             switch tokenizer {
@@ -110,7 +111,7 @@ public struct TextClassificationHandler: Handler {
         return PreparedInput(tensors: tensors, rows: texts.count, context: RequestContext(isList: isList))
     }
 
-    public func postprocess(_ output: ModuleOutput, for input: PreparedInput) throws(ModelServerError) -> InferenceResponse {
+    public func postprocess(_ output: ModuleOutput, for input: PreparedInput, stages: StageClock) throws(ModelServerError) -> InferenceResponse {
         guard let context = input.context as? RequestContext else {
             throw .modelFailure("text classification request lost its context")
         }
@@ -130,6 +131,7 @@ public struct TextClassificationHandler: Handler {
         guard probabilities.allSatisfy(\.isFinite) else {
             throw .modelFailure("the model returned logits that are not finite (NaN or infinity)")
         }
+        stages.mark(.postprocess)
         let classes = shape[1]
         let objects = (0..<input.rows).map { row in
             labelObject(Array(probabilities[(row * classes)..<((row + 1) * classes)]))

@@ -62,6 +62,29 @@ final class Worker: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// A loaded worker starts serving, unless its load was given up (startup timeout) or it was
+    /// retired meanwhile.
+    /// - Returns: whether it is READY now.
+    func becomeReady() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard _status == .loading, !retired else { return false }
+        _status = .ready
+        return true
+    }
+
+    /// Gives up on a load still running: the worker is FAILED with `message`, and its thread
+    /// leaves once the load returns.
+    /// - Returns: whether the worker was still loading.
+    func abandonLoad(_ message: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard _status == .loading else { return false }
+        _status = .failed
+        _lastError = message
+        return true
+    }
+
     /// Records a failed load (the worker is then FAILED) or a failed forward pass (it stays READY).
     func recordFailure(_ message: String, loading: Bool) {
         lock.lock()

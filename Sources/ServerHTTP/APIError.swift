@@ -49,6 +49,8 @@ extension APIError {
             headers[.retryAfter] = "1"
         case .unavailable: self.init(.serviceUnavailable, type: "ServiceUnavailableException", message: message)
         case .deadlineExceeded: self.init(.gatewayTimeout, type: "DeadlineExceededException", message: message)
+        // nginx's "client closed request": nobody reads it, but logs and response metrics do.
+        case .clientDisconnected: self.init(.init(code: 499, reasonPhrase: "Client Closed Request"), type: "ClientDisconnectedException", message: message)
         case .modelFailure: self.init(.internalServerError, type: "InternalServerException", message: message)
         case .outOfMemory: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), type: "OutOfMemoryException", message: message)
         }

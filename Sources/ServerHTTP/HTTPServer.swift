@@ -10,11 +10,16 @@ public enum HTTPServer {
     public static func inferenceApplication(
         server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, logger: Logger
     ) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: ConnectionRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .inference)) }
-        InferenceAPI<BasicRequestContext>(server: server).addRoutes(to: router)
-        return application(router, host: host, port: port, logger: logger)
+        InferenceAPI<ConnectionRequestContext>(server: server).addRoutes(to: router)
+        // Each connection gets a watcher, so requests of a client that has gone are dropped before compute.
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ClientConnectionWatcher()])),
+            configuration: .init(address: .hostname(host, port: port), serverName: serverName),
+            logger: logger)
     }
 
     /// The management port's application.
@@ -47,10 +52,12 @@ public enum HTTPServer {
         return factory
     }
 
+    static let serverName = "swift-model-server"
+
     private static func application(_ router: Router<BasicRequestContext>, host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
         Application(
             router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "swift-model-server"),
+            configuration: .init(address: .hostname(host, port: port), serverName: serverName),
             logger: logger)
     }
 }

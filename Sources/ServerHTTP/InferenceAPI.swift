@@ -48,7 +48,12 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
     }
 
     func predict(_ request: Request, _ context: Context) async throws -> Response {
-        try await predict(request, model: try context.parameters.require("model_name"), version: context.parameters.get("model_version"))
+        try await predict(request, context, model: try context.parameters.require("model_name"), version: context.parameters.get("model_version"))
+    }
+
+    /// The state of the request's connection, when the context can tell (the inference port's can).
+    func clientConnection(_ context: Context) async -> ClientConnection? {
+        await (context as? ConnectionRequestContext)?.clientConnection
     }
 
     /// The body, up to `max_request_size` (413 beyond).
@@ -72,7 +77,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
     }
 
     /// Runs `model`'s handler on the body, as `/predictions/{model}[/{version}]`.
-    func predict(_ request: Request, model: String, version: String?) async throws -> Response {
+    func predict(_ request: Request, _ context: Context, model: String, version: String?) async throws -> Response {
         let body = try await readBody(request)
         var payload = Array(buffer: body)
         var contentType = request.headers[.contentType]
@@ -80,12 +85,13 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
             (payload, contentType) = try MultipartPayload.extract(from: body, boundary: boundary)
         }
         let timeout = try headerTimeout(request)
-        let input = InferenceRequest(
+        var input = InferenceRequest(
             body: payload,
             contentType: contentType,
             accept: request.headers[.accept],
             parameters: Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first }),
             timeout: timeout)
+        input.connection = await clientConnection(context)
         let output: InferenceResponse
         do {
             output = try await server.predict(model: model, version: version, request: input)

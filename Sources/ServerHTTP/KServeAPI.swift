@@ -80,7 +80,7 @@ struct KServeAPI<Context: RequestContext>: Sendable {
         let result: TensorInference
         do {
             result = try await server.infer(model: model, version: version, inputs: decoded.inputs, outputs: decoded.outputNames,
-                                            timeout: timeout)
+                                            timeout: timeout, connection: await inference.clientConnection(context))
         } catch let error as ModelServerError {
             inference.countResponse(model: model, version: version, status: APIError(error).status)
             throw error

@@ -199,6 +199,13 @@ struct DescribedModel: Encodable {
         var lastError: String?
     }
 
+    /// How long loading took, apart from warming up, and the first request after it.
+    struct LoadTimes: Encodable {
+        var loadMs: Int
+        var warmUpMs: Int
+        var firstRequestMs: Double?
+    }
+
     struct QueueStatus: Encodable {
         var remainingCapacity: Int
         var pendingRequests: Int
@@ -221,6 +228,7 @@ struct DescribedModel: Encodable {
     var loadedAtStartup: Bool
     var workers: [Worker]
     var jobQueueStatus: QueueStatus
+    var loadTimes: LoadTimes?
 
     init(_ description: ModelDescription) {
         let settings = description.settings
@@ -247,6 +255,9 @@ struct DescribedModel: Encodable {
                 memoryUsage: description.weightBytes, pid: getpid(), gpu: gpuIndex != nil,
                 device: worker.device.description, gpuUsage: gpuIndex.map { "gpuId::\($0)" } ?? "N/A",
                 lastError: worker.lastError)
+        }
+        loadTimes = description.loadTimings.map {
+            LoadTimes(loadMs: $0.loadMilliseconds, warmUpMs: $0.warmUpMilliseconds, firstRequestMs: $0.firstRequestMilliseconds)
         }
         jobQueueStatus = QueueStatus(
             remainingCapacity: max(0, description.queueCapacity - description.pendingRequests),

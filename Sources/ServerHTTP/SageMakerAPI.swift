@@ -18,18 +18,18 @@ struct SageMakerAPI<Context: RequestContext>: Sendable {
         return [
             Route(method: .post, path: "/invocations",
                   summary: "SageMaker: run the model named by X-Amzn-SageMaker-Target-Model, model_name, invocations_model, or the only one.",
-                  errors: errors) { request, _ in try await invocations(request) },
+                  errors: errors) { request, context in try await invocations(request, context) },
             Route(method: .post, path: "/models/{model_name}/invoke", summary: "SageMaker: run a model as /predictions/{model_name} does.",
                   errors: errors) { request, context in
-                      try await inference.predict(request, model: try context.parameters.require("model_name"), version: nil)
+                      try await inference.predict(request, context, model: try context.parameters.require("model_name"), version: nil)
                   },
         ]
     }
 
-    func invocations(_ request: Request) async throws -> Response {
+    func invocations(_ request: Request, _ context: Context) async throws -> Response {
         let model = try server.invocationsModel(
             targetModel: HeaderName.sageMakerTargetModel.flatMap { request.headers[$0] },
             modelName: request.uri.queryParameters.get("model_name"))
-        return try await inference.predict(request, model: model, version: nil)
+        return try await inference.predict(request, context, model: model, version: nil)
     }
 }

@@ -72,6 +72,58 @@ import Testing
         #expect(try mask(response) == (try expectedMask("rgb.png")))
     }
 
+    @Test func aLoadPastStartupTimeoutIsGivenUpAndTheWorkerReplaced() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        try store.addFolderArchive(name: "stuck", model: "models/not_a_model.pt",
+                                   config: TestModelStore.segmenterConfig + "\nstartupTimeout: 1\n")
+        let server = makeServer(store)
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "stuck"), wait: false)
+        #expect(try await eventually { try server.describe(model: "stuck")[0].workers.first?.status == .failed })
+
+        // The replacement opens a FIFO with no writer: its load blocks, as on a hung network mount.
+        let modelFile = store.root.appendingPathComponent("stuck/model.pt")
+        try FileManager.default.removeItem(at: modelFile)
+        #expect(mkfifo(modelFile.path, 0o600) == 0)
+        #expect(try await eventually {
+            try server.describe(model: "stuck")[0].workers.contains { $0.lastError?.contains("startupTimeout (1 s)") == true }
+        })
+        await #expect(throws: ModelServerError.self) {
+            try await server.predict(model: "stuck", request: InferenceRequest(body: try Fixtures.bytes("images/rgb.png")))
+        }
+
+        // Put the real model in place, then end the blocked read: the stuck load fails, a later
+        // worker loads the model and serves.
+        let writer = open(modelFile.path, O_WRONLY | O_NONBLOCK)
+        #expect(writer >= 0, "the blocked load should hold the FIFO open for reading")
+        let real = store.root.appendingPathComponent("stuck/model.real")
+        try FileManager.default.copyItem(at: Fixtures.url("models/unet_tiny.pt"), to: real)
+        #expect(rename(real.path, modelFile.path) == 0)
+        close(writer)
+        #expect(try await eventually { try server.describe(model: "stuck")[0].workers.map(\.status) == [.ready] })
+        let response = try await server.predict(model: "stuck", request: InferenceRequest(body: try Fixtures.bytes("images/rgb.png")))
+        #expect(try mask(response) == (try expectedMask("rgb.png")))
+    }
+
+    @Test func describeReportsLoadWarmUpAndFirstRequestTimesApart() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let server = makeServer(store)
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        let loaded = try #require(try server.describe(model: "unet_tiny")[0].loadTimings)
+        #expect(loaded.loadMilliseconds > 0)
+        #expect(loaded.warmUpMilliseconds >= 0)
+        #expect(loaded.firstRequestMilliseconds == nil)
+        for _ in 0..<2 {
+            _ = try await server.predict(model: "unet_tiny", request: InferenceRequest(body: try Fixtures.bytes("images/rgb.png")))
+        }
+        let served = try #require(try server.describe(model: "unet_tiny")[0].loadTimings)
+        #expect(served.loadMilliseconds == loaded.loadMilliseconds)
+        #expect((served.firstRequestMilliseconds ?? 0) > 0)
+    }
+
     @Test func aSynchronousRegistrationWhoseWorkersFailIsRolledBack() async throws {
         let store = try TestModelStore()
         defer { store.remove() }

@@ -36,6 +36,10 @@ import Testing
                 #expect(text.contains("ts_inference_responses_total{\(model),code=\"415\"} 1"))
                 #expect(text.contains("ts_workers{\(model),status=\"READY\"} 1"))
                 #expect(text.contains("ts_stage_duration_seconds_count{\(model),stage=\"forward\"} 2"))
+                // Each request's handler time is split: decode, preprocess, postprocess, encode.
+                for stage in ["decode", "preprocess", "postprocess", "encode"] {
+                    #expect(text.contains("ts_stage_duration_seconds_count{\(model),stage=\"\(stage)\"} 2"), "\(stage)")
+                }
                 #expect(text.contains("ts_batch_size_bucket{\(model),le=\"1.0\"} 3"))
                 #expect(text.contains("ts_request_duration_seconds_bucket{\(model),le=\"0.0025\"}"))
                 #expect(text.contains("Requests2XX{Level=\"Host\",Hostname="))
