@@ -185,6 +185,20 @@ ctorch_status ctorch_module_optimized(const ctorch_module *module, ctorch_module
     });
 }
 
+ctorch_status ctorch_module_converted(const ctorch_module *module, ctorch_dtype dtype, ctorch_module **out) {
+    return guarded([&] {
+        if (module == nullptr || out == nullptr) throw std::invalid_argument("null argument");
+        auto type = to_scalar_type(dtype);
+        if (!c10::isFloatingType(type)) throw std::invalid_argument("a module converts to a floating-point type only");
+        torch::NoGradGuard no_grad;
+        auto copy = module->module.clone();
+        copy.to(type);
+        copy.eval();
+        auto bytes = weight_bytes(copy);
+        *out = new ctorch_module{std::move(copy), module->device, bytes};
+    });
+}
+
 void ctorch_module_free(ctorch_module *module) { delete module; }
 
 int64_t ctorch_module_weight_bytes(const ctorch_module *module) {

@@ -12,6 +12,17 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         case gpu
     }
 
+    /// The floating-point type the model's weights and inputs are converted to at load.
+    public enum Precision: String, CaseIterable, Sendable, Codable {
+        /// As the TorchScript file has them (normally float32).
+        case float32
+        /// bfloat16: float32's range with 8 bits of mantissa; fast on CPUs with AVX512-BF16/AMX
+        /// and on recent GPUs.
+        case bfloat16
+        /// IEEE half precision, for GPUs (most CPU kernels lack it).
+        case float16
+    }
+
     public var minWorkers: Int?
     public var maxWorkers: Int?
     /// Requests per forward pass, 1 to 1024.
@@ -26,6 +37,8 @@ public struct ModelConfig: Equatable, Sendable, Codable {
     public var deviceIds: [Int]?
     /// Freeze and `optimize_for_inference` the module at load; ``optimizesAtLoad`` applies the default.
     public var optimize: Bool?
+    /// Converts weights and inputs to a lower precision at load (checked against the model as loaded).
+    public var precision: Precision?
     /// Workers of one version on one device share one module; ``sharesModule`` applies the default.
     public var shareModule: Bool?
     /// libtorch intra-op threads per worker.
@@ -39,8 +52,9 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         minWorkers: Int? = nil, maxWorkers: Int? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
         responseTimeout: Int? = nil, startupTimeout: Int? = nil, deviceType: DeviceType? = nil,
         deviceIds: [Int]? = nil, optimize: Bool? = nil, shareModule: Bool? = nil, intraOpThreads: Int? = nil,
-        handler: HandlerSpec? = nil, warnings: [ConfigIssue] = []
+        precision: Precision? = nil, handler: HandlerSpec? = nil, warnings: [ConfigIssue] = []
     ) {
+        self.precision = precision
         self.minWorkers = minWorkers
         self.maxWorkers = maxWorkers
         self.batchSize = batchSize
@@ -67,7 +81,7 @@ public struct ModelConfig: Equatable, Sendable, Codable {
     /// Top-level keys this server reads.
     static let knownKeys: Set<String> = [
         "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout", "startupTimeout",
-        "deviceType", "deviceIds", "optimize", "shareModule", "intraOpThreads", "handler",
+        "deviceType", "deviceIds", "optimize", "shareModule", "intraOpThreads", "precision", "handler",
     ]
 
     /// TorchServe's other keys: accepted, with a warning that they have no effect here.
@@ -129,6 +143,7 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         }
         optimize = fields.bool("optimize")
         shareModule = fields.bool("shareModule")
+        precision = fields.choice("precision", as: Precision.self)
         intraOpThreads = fields.int("intraOpThreads", in: 1...1024)
         if let node = fields.node("handler") {
             if case .mapping(let mapping) = node {

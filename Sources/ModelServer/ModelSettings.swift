@@ -18,10 +18,16 @@ public struct ModelSettings: Sendable, Equatable {
     public var intraOpThreads: Int
     /// Freeze and optimise the module at load (verified against the plain module).
     public var optimize: Bool
+    /// Workers on one device share one module; false loads one per worker (models with state).
+    public var shareModule: Bool
+    /// Convert weights and floating-point inputs to this type at load (verified; float32 keeps the file's).
+    public var precision: ModelConfig.Precision
 
     public init(minWorkers: Int = 1, maxWorkers: Int = 1, batchSize: Int = 1, maxBatchDelay: Int = 100,
                 responseTimeout: Int = 120, startupTimeout: Int = 120, forceCPU: Bool = false, deviceIds: [Int] = [],
-                intraOpThreads: Int = 1, optimize: Bool = true) {
+                intraOpThreads: Int = 1, optimize: Bool = true, shareModule: Bool = true, precision: ModelConfig.Precision = .float32) {
+        self.shareModule = shareModule
+        self.precision = precision
         self.minWorkers = minWorkers
         self.maxWorkers = maxWorkers
         self.batchSize = batchSize
@@ -47,6 +53,8 @@ public struct ModelSettings: Sendable, Equatable {
             forceCPU: config.deviceType == .cpu,
             deviceIds: config.deviceIds ?? [],
             intraOpThreads: config.intraOpThreads ?? defaults.intraOpThreads,
-            optimize: config.optimizesAtLoad)
+            optimize: config.optimizesAtLoad,
+            shareModule: config.sharesModule,
+            precision: config.precision ?? .float32)
     }
 }

@@ -23,7 +23,7 @@ final class ModelVersion: @unchecked Sendable {
     private let lock = NSLock()
     private var _settings: ModelSettings
     private var workers: [Worker] = []
-    private var modules: [Device: ScriptModule] = [:]
+    private var modules: [ModuleKey: ScriptModule] = [:]
     /// Serialises module loading so the first worker on a device loads and the others reuse.
     private let loadLock = NSLock()
     private let placement: DevicePlacement
@@ -92,7 +92,7 @@ final class ModelVersion: @unchecked Sendable {
     var weightBytesByDevice: [Device: Int] {
         lock.lock()
         defer { lock.unlock() }
-        return modules.mapValues(\.weightBytes)
+        return modules.reduce(into: [:]) { $0[$1.key.device, default: 0] += $1.value.weightBytes }
     }
 
     /// How long the first module took to load and warm up, and the first request after it.
@@ -274,7 +274,7 @@ final class ModelVersion: @unchecked Sendable {
         let module: ScriptModule
         do {
             try TorchRuntime.setIntraOpThreads(settings.intraOpThreads)
-            module = try self.module(for: worker.device, settings: settings)
+            module = try self.module(for: ModuleKey(worker, sharing: settings.shareModule), settings: settings)
         } catch {
             worker.recordFailure("load failed: \(String(describing: error).prefix { $0 != "\n" })", loading: true)
             logger.error("worker \(worker.id) failed to load: \(error)")
@@ -296,6 +296,9 @@ final class ModelVersion: @unchecked Sendable {
         while let batch = queue.takeBatch(maxSize: settings.batchSize, maxDelay: delay, shouldStop: { worker.isRetired }) {
             process(batch, on: module, by: worker)
             queue.done(batch.count)
+        }
+        if !settings.shareModule {
+            lock.withLock { _ = modules.removeValue(forKey: ModuleKey(worker, sharing: false)) }
         }
         logger.info("worker \(worker.id) stopped")
     }
@@ -351,7 +354,7 @@ final class ModelVersion: @unchecked Sendable {
                 inputs.append(try joined.to(module.device))
             }
             let started = ContinuousClock.now
-            output = try module.forward(inputs)
+            output = try Self.forward(inputs, on: module)
             metrics.record(.forward, .now - started)
         } catch {
             let message = error.summary
@@ -379,38 +382,103 @@ final class ModelVersion: @unchecked Sendable {
         }
     }
 
+    /// Runs `module` on float32 inputs: a module converted to a lower precision gets its
+    /// floating-point inputs in that type and gives float32 back, so handlers see no difference.
+    static func forward(_ inputs: [Tensor], on module: ScriptModule) throws(TorchError) -> ModuleOutput {
+        let floatType = module.floatType
+        guard floatType != .float32 else { return try module.forward(inputs) }
+        var converted: [Tensor] = []
+        for input in inputs {
+            converted.append(input.dtype.isFloatingPoint && input.dtype != floatType ? try input.converted(to: floatType) : input)
+        }
+        return try module.forward(converted).mapTensors { (tensor) throws(TorchError) -> Tensor in
+            tensor.dtype == floatType ? try tensor.converted(to: .float32) : tensor
+        }
+    }
+
     // MARK: Loading
 
-    /// The module for `device`, loaded once and shared by the workers there.
-    private func module(for device: Device, settings: ModelSettings) throws -> ScriptModule {
+    /// Which loaded module a worker uses: one per device when workers share, else its own.
+    struct ModuleKey: Hashable {
+        var device: Device
+        var worker: Int?
+
+        init(_ worker: Worker, sharing: Bool) {
+            device = worker.device
+            self.worker = sharing ? nil : worker.id
+        }
+    }
+
+    /// The module for `key`, loaded once and shared by the workers with that key.
+    private func module(for key: ModuleKey, settings: ModelSettings) throws -> ScriptModule {
         loadLock.lock()
         defer { loadLock.unlock() }
         lock.lock()
-        let existing = modules[device]
+        let existing = modules[key]
         lock.unlock()
         if let existing { return existing }
 
+        let device = key.device
         let started = ContinuousClock.now
         let plain = try ScriptModule(contentsOf: archive.serializedFile, device: device)
         var chosen = plain
         let example = try handler.exampleInputs(batchSize: 1).map { try $0.to(device) }
         let reference = try plain.forward(example)
-        if settings.optimize {
+        if settings.precision != .float32 {
+            // Measured: optimize_for_inference makes a bfloat16 U-Net slower, not faster; not combined.
+            chosen = converted(plain, to: settings.precision, example: example, reference: reference) ?? plain
+        }
+        if settings.optimize && chosen === plain {
             chosen = optimized(plain, example: example, reference: reference) ?? plain
         }
         let loaded = ContinuousClock.now
         // Warm-up: the first calls of each batch size pay libtorch's profiling and fusion passes.
         for batchSize in Set([1, settings.batchSize]) {
             let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(device) }
-            for _ in 0..<2 { _ = try chosen.forward(inputs) }
+            for _ in 0..<2 { _ = try Self.forward(inputs, on: chosen) }
         }
         let timings = LoadTimings(loadMilliseconds: milliseconds(loaded - started), warmUpMilliseconds: milliseconds(.now - loaded))
-        logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(timings.loadMilliseconds) ms\(chosen === plain ? "" : " (optimised and checked)"), warmed up in \(timings.warmUpMilliseconds) ms; \(plain.weightBytes) bytes of weights")
+        let form = chosen === plain ? "" : chosen.floatType != .float32 ? " (\(chosen.floatType), checked)" : " (optimised and checked)"
+        logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(timings.loadMilliseconds) ms\(form), warmed up in \(timings.warmUpMilliseconds) ms; \(chosen.weightBytes) bytes of weights")
         lock.lock()
-        modules[device] = chosen
+        modules[key] = chosen
         if _loadTimings == nil { _loadTimings = timings }
         lock.unlock()
         return chosen
+    }
+
+    /// The module converted to `precision` if its output on `example` stays within 2 % of the
+    /// float32 output's largest magnitude, and its argmax over dimension 1 (classes) agrees on at
+    /// least 99 %; else nil, with a log line saying why.
+    private func converted(_ plain: ScriptModule, to precision: ModelConfig.Precision, example: [Tensor],
+                           reference: ModuleOutput) -> ScriptModule? {
+        let type: DType = precision == .bfloat16 ? .bfloat16 : .float16
+        do {
+            let candidate = try plain.converted(to: type)
+            guard let expected = reference.firstTensor, let got = try Self.forward(example, on: candidate).firstTensor else {
+                logger.warning("keeping float32: the model returns no tensor to compare")
+                return nil
+            }
+            let scale = Double(try expected.converted(to: .float32).contiguousOnCPU().toArray(of: Float.self).map(abs).max() ?? 0)
+            let difference = try got.maxAbsDifference(expected)
+            let relative = scale > 0 ? difference / scale : difference
+            var agreement = 1.0
+            if expected.shape.count >= 2 {
+                let expectedClasses = try expected.argmax(dim: 1).contiguousOnCPU().toArray(of: Int64.self)
+                let gotClasses = try got.argmax(dim: 1).contiguousOnCPU().toArray(of: Int64.self)
+                let same = zip(expectedClasses, gotClasses).filter { $0 == $1 }.count
+                agreement = Double(same) / Double(max(1, expectedClasses.count))
+            }
+            guard relative <= 0.02, agreement >= 0.99 else {
+                logger.warning("keeping float32: \(precision) differs by \(relative * 100) % of the output's range and agrees on \(agreement * 100) % of the argmax on a test input")
+                return nil
+            }
+            logger.info("\(precision): differs by \(relative * 100) % of the output's range, argmax agrees on \(agreement * 100) % on a test input")
+            return candidate
+        } catch {
+            logger.warning("keeping float32: converting to \(precision) failed: \(error)")
+            return nil
+        }
     }
 
     /// The frozen, optimised module if it gives the plain module's output on `example`; else nil.

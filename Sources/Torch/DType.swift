@@ -79,3 +79,13 @@ extension Int16: TensorElement { public static var dtype: DType { .int16 } }
 extension Int8: TensorElement { public static var dtype: DType { .int8 } }
 extension UInt8: TensorElement { public static var dtype: DType { .uint8 } }
 extension Bool: TensorElement { public static var dtype: DType { .bool } }
+
+extension DType {
+    /// Whether elements are floating-point numbers.
+    public var isFloatingPoint: Bool {
+        switch self {
+        case .float32, .float64, .float16, .bfloat16: return true
+        default: return false
+        }
+    }
+}

@@ -82,3 +82,27 @@ public indirect enum ModuleOutput: Sendable {
         }
     }
 }
+
+extension ModuleOutput {
+    /// The same structure with every tensor replaced by `transform(tensor)`.
+    public func mapTensors(_ transform: (Tensor) throws(TorchError) -> Tensor) throws(TorchError) -> ModuleOutput {
+        switch self {
+        case .tensor(let tensor):
+            return .tensor(try transform(tensor))
+        case .tuple(let items):
+            var mapped: [ModuleOutput] = []
+            for item in items { mapped.append(try item.mapTensors(transform)) }
+            return .tuple(mapped)
+        case .list(let items):
+            var mapped: [ModuleOutput] = []
+            for item in items { mapped.append(try item.mapTensors(transform)) }
+            return .list(mapped)
+        case .dict(let entries):
+            var mapped: [(key: String, value: ModuleOutput)] = []
+            for entry in entries { mapped.append((entry.key, try entry.value.mapTensors(transform))) }
+            return .dict(mapped)
+        case .none, .other:
+            return self
+        }
+    }
+}

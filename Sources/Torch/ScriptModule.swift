@@ -11,12 +11,16 @@ public final class ScriptModule: @unchecked Sendable {
     /// The device the module's weights live on.
     public let device: Device
 
-    /// Bytes of parameters and buffers, as loaded.
+    /// The floating-point type of the module's weights, which its floating-point inputs must have.
+    public let floatType: DType
+
+    /// Bytes of parameters and buffers, as loaded (or as converted).
     public var weightBytes: Int { Int(ctorch_module_weight_bytes(handle)) }
 
-    private init(handle: OpaquePointer, device: Device) {
+    private init(handle: OpaquePointer, device: Device, floatType: DType = .float32) {
         self.handle = handle
         self.device = device
+        self.floatType = floatType
     }
 
     deinit {
@@ -47,7 +51,16 @@ public final class ScriptModule: @unchecked Sendable {
         var out: OpaquePointer?
         try check(ctorch_module_optimized(handle, &out), "freezing and optimising the module")
         guard let out else { throw TorchError.operationFailed(operation: "optimising", message: "no module returned") }
-        return ScriptModule(handle: out, device: device)
+        return ScriptModule(handle: out, device: device, floatType: floatType)
+    }
+
+    /// A copy whose floating-point weights are `dtype` (`.bfloat16`, `.float16`); this module is
+    /// left as it is. Inputs of the copy must be of that type too.
+    public func converted(to dtype: DType) throws(TorchError) -> ScriptModule {
+        var out: OpaquePointer?
+        try check(ctorch_module_converted(handle, dtype.raw, &out), "converting the module to \(dtype)")
+        guard let out else { throw TorchError.operationFailed(operation: "converting", message: "no module returned") }
+        return ScriptModule(handle: out, device: device, floatType: dtype)
     }
 
     /// Runs `forward(inputs...)` in inference mode. Inputs must be on the module's device.

@@ -18,6 +18,7 @@ import TestFixtures
             optimize: false
             shareModule: true
             intraOpThreads: 2
+            precision: bfloat16
             handler:
               kind: image_segmenter
               inputSize: [96, 128]
@@ -32,6 +33,7 @@ import TestFixtures
         #expect(config.maxBatchDelay == 50 && config.responseTimeout == 30 && config.startupTimeout == 300)
         #expect(config.deviceType == .gpu && config.deviceIds == [0, 1])
         #expect(config.optimizesAtLoad == false && config.sharesModule && config.intraOpThreads == 2)
+        #expect(config.precision == .bfloat16)
         #expect(config.handler == .imageSegmenter(ImageSegmenterSpec(
             inputSize: ImageSize(height: 96, width: 128), resize: .nearest, mean: [0.5], std: [0.25],
             numClasses: 32, labels: "index_to_name.json", output: .overlay)))
@@ -69,6 +71,16 @@ import TestFixtures
         #expect(issues[2].expected == "cpu or gpu")
         #expect(issues.allSatisfy { $0.expected != nil })
         #expect(error!.description.contains("model-config.yaml:6: handler.inputSize has 1 item"))
+    }
+
+    @Test func precisionIsOneOfThreeTypes() {
+        let error = expectArchiveError { _ = try ModelConfig.parse(yaml: "precision: int8\n") }
+        guard case .invalidConfig(_, let issues) = error else {
+            Issue.record("expected invalidConfig, got \(String(describing: error))")
+            return
+        }
+        #expect(issues.map(\.key) == ["precision"])
+        #expect(issues.first?.expected == "float32 or bfloat16 or float16")
     }
 
     @Test func unknownHandlerKeysAreErrors() {

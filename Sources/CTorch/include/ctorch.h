@@ -79,6 +79,11 @@ ctorch_status ctorch_module_load(const char *path, ctorch_device_type device, in
  * (torch::jit::freeze + torch::jit::optimize_for_inference). The original is untouched.
  */
 ctorch_status ctorch_module_optimized(const ctorch_module *module, ctorch_module **out);
+/**
+ * A copy of the module with its floating-point parameters and buffers converted to `dtype`
+ * (e.g. bfloat16); its forward then takes inputs of that type. The original is untouched.
+ */
+ctorch_status ctorch_module_converted(const ctorch_module *module, ctorch_dtype dtype, ctorch_module **out);
 void ctorch_module_free(ctorch_module *module);
 /** Bytes of the module's parameters and buffers as loaded (before any freezing). */
 int64_t ctorch_module_weight_bytes(const ctorch_module *module);
