@@ -56,11 +56,12 @@ def parse(line):
     return {k: (float(v) if re.fullmatch(r"[0-9.]+", v) else v) for k, v in re.findall(r"(\w+)=(\S+)", line)}
 
 
-def write_archive(folder, model_pt, batch_size, delay, workers=1):
+def write_archive(folder, model_pt, batch_size, delay, workers=1, precision="float32"):
     os.makedirs(os.path.join(folder, "MAR-INF"), exist_ok=True)
     shutil.copy(model_pt, os.path.join(folder, "model.pt"))
     with open(os.path.join(folder, "model-config.yaml"), "w") as f:
         f.write(f"minWorkers: {workers}\nmaxWorkers: {workers}\nbatchSize: {batch_size}\nmaxBatchDelay: {delay}\n"
+                f"precision: {precision}\n"
                 "handler:\n  kind: image_segmenter\n  inputSize: [96, 128]\n"
                 f"  mean: {MEAN}\n  std: {STD}\n")
     manifest = {"createdOn": "01/01/2026 00:00:00", "runtime": "python", "archiverVersion": "0.12.0",
@@ -97,6 +98,12 @@ class Server:
             except Exception:
                 time.sleep(0.05)
         self.start_to_first_prediction = first
+        # Start-up models load one after another; describe's loadTimes says how long each took.
+        self.load_and_warm_up_s = 0.0
+        for label in [m.split("=")[0] for m in models.split(",")]:
+            described = json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.management}/models/{label}", timeout=30))
+            times = described[0].get("loadTimes") or {}
+            self.load_and_warm_up_s += (times.get("loadMs", 0) + times.get("warmUpMs", 0)) / 1000
         with open(os.path.join(self.folder, "logs", "serve.pid")) as f:
             self.pid = int(f.read().strip())
 
@@ -136,7 +143,7 @@ def drain(port, model):
 def floor(model_pt, batch, seconds):
     results = {}
     for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", "1",
-                     "--seconds", str(seconds)]).splitlines():
+                     "--seconds", str(seconds), "--bfloat16", "1" if BF16 else "0"]).splitlines():
         values = parse(line)
         results["swift " + line.split()[1]] = values["median_ms"]
     python = parse(run(["/usr/bin/python3", os.path.join(BENCH, "python_forward.py"), model_pt, str(batch), "1", str(seconds)]))
@@ -172,9 +179,13 @@ def main():
                         help="also load TorchServe 0.12.0 on the same file (scripts/bench/torchserve.py)")
     parser.add_argument("--ts-splits", default="1x1,2x1,1x2", help="TorchServe workers x threads splits to try")
     parser.add_argument("--skip-build", action="store_true", help="use .build/release as it is (smoke tests)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also measure model-config precision: bfloat16 (floor and server, batching off)")
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"),
                         help="markdown file to write (its '## Notes' section is kept)")
     args = parser.parse_args()
+    global BF16
+    BF16 = args.bfloat16
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     os.makedirs(CACHE, exist_ok=True)
     torchserve = None
@@ -201,9 +212,13 @@ def main():
         # Our own split across both cores: 2 workers x 1 intra-op thread (BENCHMARKS.md, BLAS matrix).
         write_archive(os.path.join(store, "b1w2"), model_pt, 1, 0, workers=2)
         write_archive(os.path.join(store, f"b{args.batch}w2"), model_pt, args.batch, 5, workers=2)
+        if BF16:
+            write_archive(os.path.join(store, "b1bf"), model_pt, 1, 0, precision="bfloat16")
+            write_archive(os.path.join(store, "b1w2bf"), model_pt, 1, 0, workers=2, precision="bfloat16")
         server = Server(store, ",".join(f"{label}={label}" for label in labels(args.batch)))
         try:
             entry["start_to_first_prediction_s"] = server.start_to_first_prediction
+            entry["load_and_warm_up_s"] = server.load_and_warm_up_s
             if torchserve:
                 entry["masks"] = torchserve.fetch_masks(server.inference, "b1", torchserve.sample_images())
             for label in labels(args.batch):
@@ -230,15 +245,21 @@ def main():
     write_markdown(report, args, concurrencies)
 
 
-def labels(batch):
-    """The server configurations measured: batching off / on, with 1 and with 2 workers."""
-    return ["b1", f"b{batch}", "b1w2", f"b{batch}w2"]
+BF16 = False
+
+
+def labels(batch, float32_only=False):
+    """The server configurations measured: batching off / on, with 1 and with 2 workers, and
+    with --bfloat16 the model converted to bfloat16 (batching off, 1 and 2 workers)."""
+    return ["b1", f"b{batch}", "b1w2", f"b{batch}w2"] + (["b1bf", "b1w2bf"] if BF16 and not float32_only else [])
 
 
 def describe(label, batch):
     """A table row's name for a configuration label."""
+    bf = label.endswith("bf")
+    label = label.removesuffix("bf")
     text = "batch off" if label in ("b1", "b1w2") else f"batch {batch}, 5 ms"
-    return text + (", 2 workers" if label.endswith("w2") else "")
+    return text + (", 2 workers" if label.endswith("w2") else "") + (", bfloat16" if bf else "")
 
 
 def write_markdown(report, args, concurrencies):
@@ -262,11 +283,14 @@ def write_markdown(report, args, concurrencies):
         fb = e[f"floor_b{b}"]
         best_per_item = min(best1, min(fb["swift plain"], fb["swift optimized"]) / b)
         floor_rps = 1000 / best_per_item
+        bf_head, bf_rule = (" Swift bfloat16 |", "---|") if "swift bfloat16" in f1 else ("", "")
+        bf1 = f" {f1['swift bfloat16']:.2f} |" if bf_head else ""
+        bfb = f" {fb['swift bfloat16']:.2f} |" if bf_head else ""
         lines += [f"## {name} U-Net", "",
-                  "| raw forward (median ms) | Swift plain | Swift optimised | Python torch |", "|---|---|---|---|",
-                  f"| batch 1 | {f1['swift plain']:.2f} | {f1['swift optimized']:.2f} | {f1['python plain']:.2f} |",
-                  f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |", "",
-                  f"Floor: {best1:.2f} ms per request at batch 1; best per-item throughput {floor_rps:.1f}/s.", "",
+                  f"| raw forward (median ms) | Swift plain | Swift optimised | Python torch |{bf_head}", f"|---|---|---|---|{bf_rule}",
+                  f"| batch 1 | {f1['swift plain']:.2f} | {f1['swift optimized']:.2f} | {f1['python plain']:.2f} |{bf1}",
+                  f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |{bfb}", "",
+                  f"Floor (float32): {best1:.2f} ms per request at batch 1; best per-item throughput {floor_rps:.1f}/s.", "",
                   "| server | concurrency | requests/s | p50 ms | p90 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
         for label in labels(b):
             for c in concurrencies:
@@ -279,7 +303,9 @@ def write_markdown(report, args, concurrencies):
                   f"| p50 at c=1 / raw forward at batch 1 | {c1['p50_ms'] / best1:.3f} | ≤ 1.05 |",
                   f"| throughput at c={top}, batching off / best raw throughput | {e[f'b1_c{top}']['rps'] / floor_rps:.3f} | ≥ 0.95 |",
                   f"| throughput at c={top}, batching on / off | {e[f'b{b}_c{top}']['rps'] / e[f'b1_c{top}']['rps']:.3f} | ≥ 1 |",
-                  f"| start to first prediction | {e['start_to_first_prediction_s']:.2f} s | ≤ 1 s + load |",
+                  f"| start to first prediction ({len(labels(b))} archives loaded and warmed up first: "
+                  f"{e['load_and_warm_up_s']:.2f} s by describe's loadTimes) | {e['start_to_first_prediction_s']:.2f} s, "
+                  f"{e['start_to_first_prediction_s'] - e['load_and_warm_up_s']:.2f} s besides loading | ≤ 1 s + load |",
                   f"| RSS 1 worker / 4 workers | {e['rss_1_worker_mib']:.0f} / {e['rss_4_workers_mib']:.0f} MiB "
                   f"(+{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} MiB per extra worker) | ≤ 50 MiB per worker |", ""]
         if "torchserve" in e:
@@ -304,9 +330,11 @@ def torchserve_section(name, e, concurrencies, b):
     ts = e["torchserve"]
     lines = torchserve.markdown(ts, concurrencies)
     top, fastest = torchserve.best(ts)
-    ours = [(label, c, e[f"{label}_c{c}"]) for label in labels(b) for c in concurrencies
-            if e[f"{label}_c{c}"]["requests"] > 0 and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
-    our_top = max(ours, key=lambda x: x[2]["rps"])
+    def best_of(chosen):
+        ours = [(label, c, e[f"{label}_c{c}"]) for label in chosen for c in concurrencies
+                if e[f"{label}_c{c}"]["requests"] > 0 and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
+        return max(ours, key=lambda x: x[2]["rps"])
+    our_top = best_of(labels(b, float32_only=True))
     throughput_target = {"reference": "≥ 3", "small": "≥ 2"}.get(name, "—")
     latency_target = "≤ 0.35" if name == "reference" else "— (≤ 0.35 on the reference model)"
     peaks = [p for r in ts["runs"] if r["workers"] > 1 for p in r["worker_peak_mib"]]
@@ -318,6 +346,13 @@ def torchserve_section(name, e, concurrencies, b):
                      f"{throughput_target} |")
         lines.append(f"| our p50 at c=1, batching off ({e['b1_c1']['p50_ms']:.2f} ms) / TorchServe's best "
                      f"({fastest[2]['p50_ms']:.2f} ms) | {e['b1_c1']['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
+        if "b1bf_c1" in e:
+            bf_top = best_of([label for label in labels(b) if label.endswith("bf")])
+            lines.append(f"| with `precision: bfloat16` (other arithmetic than TorchServe's float32): best requests/s "
+                         f"({bf_top[2]['rps']:.1f}, {describe(bf_top[0], b)}, c={bf_top[1]}) / TorchServe's best | "
+                         f"{bf_top[2]['rps'] / top[2]['rps']:.2f} | {throughput_target} |")
+            lines.append(f"| with `precision: bfloat16`: p50 at c=1 ({e['b1bf_c1']['p50_ms']:.2f} ms) / TorchServe's best | "
+                         f"{e['b1bf_c1']['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
     if peaks:
         lines.append(f"| RSS per extra worker: ours / TorchServe's (peak per worker process) | "
                      f"{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} / {sum(peaks) / len(peaks):.0f} MiB | "
