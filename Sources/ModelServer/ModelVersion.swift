@@ -272,9 +272,12 @@ final class ModelVersion: @unchecked Sendable {
     /// The worker thread: load (or reuse) the module, report, then run batches until retired.
     private func run(_ worker: Worker, settings: ModelSettings, loaded: (Result<Void, ModelServerError>) -> Void) {
         let module: ScriptModule
+        let key = ModuleKey(worker, sharing: settings.shareModule)
+        // A worker's own module (shareModule: false) goes with it.
+        defer { if key.worker != nil { lock.withLock { _ = modules.removeValue(forKey: key) } } }
         do {
             try TorchRuntime.setIntraOpThreads(settings.intraOpThreads)
-            module = try self.module(for: ModuleKey(worker, sharing: settings.shareModule), settings: settings)
+            module = try self.module(for: key, settings: settings)
         } catch {
             worker.recordFailure("load failed: \(String(describing: error).prefix { $0 != "\n" })", loading: true)
             logger.error("worker \(worker.id) failed to load: \(error)")
@@ -296,9 +299,6 @@ final class ModelVersion: @unchecked Sendable {
         while let batch = queue.takeBatch(maxSize: settings.batchSize, maxDelay: delay, shouldStop: { worker.isRetired }) {
             process(batch, on: module, by: worker)
             queue.done(batch.count)
-        }
-        if !settings.shareModule {
-            lock.withLock { _ = modules.removeValue(forKey: ModuleKey(worker, sharing: false)) }
         }
         logger.info("worker \(worker.id) stopped")
     }
@@ -418,7 +418,42 @@ final class ModelVersion: @unchecked Sendable {
         lock.unlock()
         if let existing { return existing }
 
-        let device = key.device
+        let chosen = try Self.atLowPriority(intraOpThreads: settings.intraOpThreads) { [self] in
+            try load(on: key.device, settings: settings)
+        }
+        lock.lock()
+        modules[key] = chosen
+        lock.unlock()
+        return chosen
+    }
+
+    /// Runs `body` on a thread of its own at a lower CPU priority (nice +10) and waits for it.
+    /// Loading, optimising and warming up a model then yields the cores to the workers already
+    /// serving (a swap or scale-up under load) and runs at full speed on an idle machine. A
+    /// thread cannot raise its priority again without privileges, hence a thread per load.
+    private static func atLowPriority<T: Sendable>(intraOpThreads: Int, _ body: @escaping @Sendable () throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = LoadResultBox<T>()
+        let thread = Thread {
+            // On Linux the nice value is per thread, and `who` 0 is the calling thread.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            box.result = Result {
+                try TorchRuntime.setIntraOpThreads(intraOpThreads)
+                return try body()
+            }
+            done.signal()
+        }
+        thread.name = "model-loader"
+        thread.stackSize = 8 << 20
+        thread.start()
+        done.wait()
+        guard let result = box.result else { throw ModelServerError.modelFailure("the loading thread returned nothing") }
+        return try result.get()
+    }
+
+    /// Loads the archive's module onto `device`, converts or optimises it as `settings` say
+    /// (checked on a synthetic input), warms it up and records the times.
+    private func load(on device: Device, settings: ModelSettings) throws -> ScriptModule {
         let started = ContinuousClock.now
         let plain = try ScriptModule(contentsOf: archive.serializedFile, device: device)
         var chosen = plain
@@ -440,10 +475,9 @@ final class ModelVersion: @unchecked Sendable {
         let timings = LoadTimings(loadMilliseconds: milliseconds(loaded - started), warmUpMilliseconds: milliseconds(.now - loaded))
         let form = chosen === plain ? "" : chosen.floatType != .float32 ? " (\(chosen.floatType), checked)" : " (optimised and checked)"
         logger.info("loaded \(archive.serializedFile.lastPathComponent) on \(device) in \(timings.loadMilliseconds) ms\(form), warmed up in \(timings.warmUpMilliseconds) ms; \(chosen.weightBytes) bytes of weights")
-        lock.lock()
-        modules[key] = chosen
-        if _loadTimings == nil { _loadTimings = timings }
-        lock.unlock()
+        lock.withLock {
+            if _loadTimings == nil { _loadTimings = timings }
+        }
         return chosen
     }
 
@@ -509,6 +543,17 @@ public struct LoadTimings: Sendable, Equatable {
     public var loadMilliseconds: Int
     public var warmUpMilliseconds: Int
     public var firstRequestMilliseconds: Double?
+}
+
+/// The outcome of a load on its own thread, read by the waiting worker after a semaphore.
+private final class LoadResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _result: Result<T, any Error>?
+
+    var result: Result<T, any Error>? {
+        get { lock.withLock { _result } }
+        set { lock.withLock { _result = newValue } }
+    }
 }
 
 /// Resumes a worker's load continuation once: with the worker's outcome, or at the startup timeout.

@@ -712,6 +712,17 @@ def phase_swap(ctx):
     R.check(f"requests were answered while the swap ran ({len(across)}) and after it ({len(after)})", across and after,
             "both > 0", (len(across), len(after)))
     samples = srv.metrics()
+    # The issue's bar: no latency spike beyond one forward pass (the mean forward from the stage histogram).
+    forward_s, _ = metric_sum(samples, "ts_stage_duration_seconds_sum", model_name="unet", stage="forward")
+    forwards, _ = metric_sum(samples, "ts_stage_duration_seconds_count", model_name="unet", stage="forward")
+    if before and across and forwards:
+        one_forward = forward_s / forwards
+        worst_before = max(r.t_end - r.t_start for r in before)
+        worst_across = max(r.t_end - r.t_start for r in across)
+        R.check(f"no latency spike beyond one forward pass: max across {worst_across * 1000:.0f} ms <= max before "
+                f"{worst_before * 1000:.0f} ms + one forward {one_forward * 1000:.0f} ms",
+                worst_across <= worst_before + one_forward, f"<= {(worst_before + one_forward) * 1000:.0f} ms",
+                f"{worst_across * 1000:.0f} ms")
     served, _ = metric_sum(samples, "ts_inference_requests_total", model_name="unet", model_version="2.0")
     R.check(f'ts_inference_requests_total{{model_version="2.0"}} counts the requests after the swap ({served:.0f} >= {len(after)})',
             served >= len(after) > 0, f">= {len(after)}", served)
