@@ -14,9 +14,7 @@ import Testing
         let store = try TestModelStore()
         defer { store.remove() }
         let registry = PrometheusCollectorRegistry()
-        let server = ModelServer(
-            configuration: ServerConfiguration(modelStore: store.root, workDirectory: store.work), logger: quietLogger,
-            metricsFactory: HTTPServer.metricsFactory(registry: registry))
+        let server = store.makeServer(registry: registry)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "unet_tiny"))
         let png = try Fixtures.bytes("images/rgb.png")
@@ -49,15 +47,6 @@ import Testing
             #expect(text.contains("ts_stage_duration_seconds_count{\(model),stage=\"forward\"} 30"), "\(text)")
             #expect(text.contains("ts_stage_duration_seconds_count{\(model),stage=\"decode\"} 30"))
         }
-    }
-
-    func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return try condition()
     }
 }
 

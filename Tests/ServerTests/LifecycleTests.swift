@@ -24,20 +24,6 @@ import Testing
         return ModelServer(configuration: configuration, logger: quietLogger, restartDelay: restartDelay, downloadLimit: downloadLimit)
     }
 
-    func mask(_ response: InferenceResponse) throws -> [UInt8] {
-        let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
-        return [UInt8](Data(base64Encoded: json?["base64_prediction"] ?? "") ?? Data())
-    }
-
-    /// Polls `condition` every 20 ms for up to `seconds`.
-    func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return try condition()
-    }
 
     @Test func aWorkerThatFailsToLoadIsShownFailedAndReplacedOnceTheModelLoads() async throws {
         let store = try TestModelStore()

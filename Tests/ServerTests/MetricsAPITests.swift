@@ -13,9 +13,7 @@ import Testing
         let store = try TestModelStore()
         defer { store.remove() }
         let registry = PrometheusCollectorRegistry()
-        let server = ModelServer(
-            configuration: ServerConfiguration(modelStore: store.root, workDirectory: store.work), logger: quietLogger,
-            metricsFactory: HTTPServer.metricsFactory(registry: registry))
+        let server = store.makeServer(registry: registry)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "unet_tiny"))
         let inference = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)

@@ -1,26 +1,15 @@
 import Foundation
 import ModelServer
 import Prometheus
-import ServerHTTP
 import TestFixtures
 import Testing
 
 /// How a version's module is held: shared or one per worker, float32 or converted to bfloat16.
 @Suite struct ModuleFormTests {
-    func server(_ store: TestModelStore, registry: PrometheusCollectorRegistry) -> ModelServer {
-        ModelServer(configuration: ServerConfiguration(modelStore: store.root, workDirectory: store.work), logger: quietLogger,
-                    metricsFactory: HTTPServer.metricsFactory(registry: registry))
-    }
-
     func deviceMemory(_ server: ModelServer, _ registry: PrometheusCollectorRegistry) -> Int? {
         server.updateGauges()
         let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix("ts_device_memory_bytes{device=\"cpu\"}") }
         return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) }
-    }
-
-    func mask(_ response: InferenceResponse) throws -> [UInt8] {
-        let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
-        return [UInt8](Data(base64Encoded: json?["base64_prediction"] ?? "") ?? Data())
     }
 
     @Test func workersShareOneModuleUnlessTheConfigSaysNot() async throws {
@@ -29,7 +18,7 @@ import Testing
         try store.addFolderArchive(name: "private", model: "models/unet_tiny.pt",
                                    config: TestModelStore.segmenterConfig + "\nshareModule: false\n")
         let registry = PrometheusCollectorRegistry()
-        let server = server(store, registry: registry)
+        let server = store.makeServer(registry: registry)
         defer { server.shutdown() }
 
         try await server.register(RegistrationOptions(url: "unet_tiny", initialWorkers: 3))
@@ -56,7 +45,7 @@ import Testing
         try store.addFolderArchive(name: "half", model: "models/unet_tiny.pt",
                                    config: TestModelStore.segmenterConfig + "\nprecision: bfloat16\n")
         let registry = PrometheusCollectorRegistry()
-        let server = server(store, registry: registry)
+        let server = store.makeServer(registry: registry)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "unet_tiny"))
         try await server.register(RegistrationOptions(url: "half"))
@@ -72,14 +61,5 @@ import Testing
             let same = zip(got, expected).filter { $0 == $1 }.count
             #expect(Double(same) / Double(expected.count) >= 0.99, "\(image): \(same) of \(expected.count) pixels agree")
         }
-    }
-
-    func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return try condition()
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import ModelServer
+import Prometheus
+import ServerHTTP
 import TestFixtures
 
 /// A temporary model store holding the tiny U-Net fixture as an unpacked archive folder.
@@ -42,9 +44,31 @@ struct TestModelStore {
         return ModelServer(configuration: configuration, logger: quietLogger)
     }
 
+    /// A server whose metrics go to `registry`, to read them back.
+    func makeServer(registry: PrometheusCollectorRegistry) -> ModelServer {
+        ModelServer(configuration: ServerConfiguration(modelStore: root, workDirectory: work), logger: quietLogger,
+                    metricsFactory: HTTPServer.metricsFactory(registry: registry))
+    }
+
     func remove() {
         try? FileManager.default.removeItem(at: root)
     }
+}
+
+/// Polls `condition` every 20 ms for up to `seconds`.
+func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try condition()
+}
+
+/// The class mask of a `{"base64_prediction": ...}` response.
+func mask(_ response: InferenceResponse) throws -> [UInt8] {
+    let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
+    return [UInt8](Data(base64Encoded: json?["base64_prediction"] ?? "") ?? Data())
 }
 
 /// The expected 96×128 mask of a fixture image, made by the Python pipeline.
