@@ -80,7 +80,8 @@ enum Daemon {
             case .unhealthy, .unreachable:
                 break
             }
-            try await Task.sleep(for: .milliseconds(200))
+            // /ping is cheap; a short poll keeps `--start` from adding up to its interval to start-up.
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw ServeError("the server (pid \(pid)) did not become healthy within 600 s; see \(logFile.path)")
     }
