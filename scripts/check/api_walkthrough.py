@@ -47,6 +47,8 @@ import time
 import zipfile
 import zlib
 
+from checkutil import alive, free_port, short, wait_for  # scripts/check/checkutil.py
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST = "127.0.0.1"
 MASK_H, MASK_W, NUM_CLASSES = 96, 128, 8
@@ -97,11 +99,6 @@ class Report:
 
 
 R = Report()
-
-
-def short(value, limit=300):
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + f"...({len(text)} chars)"
 
 
 # ----------------------------------------------------------------------------- HTTP
@@ -320,39 +317,10 @@ def multipart(fields):
 
 # ----------------------------------------------------------------------------- processes
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def port_open(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         return sock.connect_ex((HOST, port)) == 0
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return False
-
-
-def wait_for(predicate, timeout, interval=0.25):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        if time.time() > deadline:
-            return value
-        time.sleep(interval)
 
 
 class Daemon:
@@ -507,7 +475,7 @@ def workers_ready(server, model, version, count):
             return None
         workers = entries[0]["workers"]
         return len(workers) == count and all(w["status"] == "READY" for w in workers) and entries
-    return wait_for(probe, 180)
+    return wait_for(probe, 180, 0.25)
 
 
 def state_of(server, names):
@@ -1076,8 +1044,8 @@ def walkthrough(work, serve, archiver, daemons, hosts):
            s.mgmt("POST", "/models?url=unet.mar&model_name=late&synchronous=false"), 202, {"status": "Processing worker updates..."})
     pid = daemon.pid()
     os.kill(pid, signal.SIGKILL)
-    R.check("kill -9 ends the server", wait_for(lambda: not alive(pid), 30), "dead within 30 s", "still alive")
-    R.check("ports close after kill -9", wait_for(lambda: not port_open(ports["inference"]) and not port_open(ports["management"]), 30),
+    R.check("kill -9 ends the server", wait_for(lambda: not alive(pid), 30, 0.25), "dead within 30 s", "still alive")
+    R.check("ports close after kill -9", wait_for(lambda: not port_open(ports["inference"]) and not port_open(ports["management"]), 30, 0.25),
             "ports closed", "a port still accepts")
     rc, out = daemon.start()
     if not R.check("serve --start after kill -9 (stale pid file) exits 0", rc == 0, "rc 0", f"rc {rc}: {short(out)}\nlog: {daemon.log_tail()}"):
@@ -1086,7 +1054,7 @@ def walkthrough(work, serve, archiver, daemons, hosts):
     R.check("a new server process runs", new_pid is not None and new_pid != pid and alive(new_pid), "a new live pid", f"{new_pid}")
     s.load_keys()
     expect("GET /ping after the restart -> 200 Healthy", s.inf("GET", "/ping", token=None), 200, {"status": "Healthy"})
-    after = wait_for(lambda: state_of(s, ["unet", "fortunes"]) == before and before, 60) or state_of(s, ["unet", "fortunes"])
+    after = wait_for(lambda: state_of(s, ["unet", "fortunes"]) == before and before, 60, 0.25) or state_of(s, ["unet", "fortunes"])
     R.check("models, versions, default, workers, batch size and URL restored (describe .../all)", after == before, before, after)
     resp, entries = describe(s, "late")
     expect("GET /models/late after the restart -> 200 (its 202 was acknowledged before the kill)", resp, 200,

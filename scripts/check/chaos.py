@@ -57,6 +57,8 @@ import time
 import traceback
 import zipfile
 
+from checkutil import alive, free_port, short, wait_for  # scripts/check/checkutil.py
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST = "127.0.0.1"
 ARCHIVES = ("unet.mar", "scenes.mar", "fortunes.mar")
@@ -302,39 +304,7 @@ class Report:
 R = Report()
 
 
-def short(value, limit=300):
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + f"...({len(text)} chars)"
-
-
 # ============================================================================= servers
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return False
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
 
 class Resp:
     def __init__(self, status, headers, body, error=None):
