@@ -416,6 +416,11 @@ class Server:
             self.proc.wait(10)
             return None
 
+    def stop_checked(self, label="SIGTERM"):
+        """Stops the server and checks that it exited 0."""
+        rc = self.stop()
+        R.check(f"{label}: exit status 0", rc == 0, 0, rc)
+
     def daemon(self, action, timeout=300):
         """`serve --start` / `serve --stop` in the server's folder: (rc, output)."""
         try:
@@ -582,8 +587,7 @@ def phase_loading(ctx):
     R.accounted(result)
     R.check(f"once ready, the three start-up models answer 200 ({result.counts()})",
             result.counts() == {"200": 9}, {"200": 9}, result.counts())
-    rc = srv.stop()
-    R.check("SIGTERM (drain_delay=0): exit status 0", rc == 0, 0, rc)
+    srv.stop_checked("SIGTERM (drain_delay=0)")
 
 
 def phase_overload(ctx):
@@ -609,8 +613,7 @@ def phase_overload(ctx):
     queue = entries[0].get("jobQueueStatus") if entries else None
     R.check("describe after the burst: jobQueueStatus back to remainingCapacity 2, pendingRequests 0",
             queue == {"remainingCapacity": 2, "pendingRequests": 0}, "2 / 0", short(queue or resp))
-    rc = srv.stop()
-    R.check("SIGTERM: exit status 0", rc == 0, 0, rc)
+    srv.stop_checked()
 
 
 def phase_deadlines(ctx):
@@ -646,8 +649,7 @@ def phase_deadlines(ctx):
     dropped, series = metric_sum(samples, "ts_requests_dropped_total", reason="deadline")
     R.check(f'ts_requests_dropped_total{{reason="deadline"}} > 0 and = the 504s ({len(expired)})',
             series and dropped > 0 and dropped == len(expired), len(expired), f"{dropped} ({series} series)")
-    rc = srv.stop()
-    R.check("SIGTERM: exit status 0", rc == 0, 0, rc)
+    srv.stop_checked()
 
 
 def phase_swap(ctx):
@@ -700,8 +702,7 @@ def phase_swap(ctx):
     ok = len([r for r in result.records if r.status == 200])
     R.check(f"nothing lost or doubled: ts_inference_requests_total over both versions ({everything:.0f}, {series} series) = the 200s "
             f"the load got ({ok})", everything == ok, ok, everything)
-    rc = srv.stop()
-    R.check("SIGTERM: exit status 0", rc == 0, 0, rc)
+    srv.stop_checked()
 
 
 def phase_drain(ctx):
@@ -909,8 +910,7 @@ def phase_rss(ctx):
         if model == "unet":
             R.info("unet: its weights (3.2 MiB) are smaller than one worker's activations, so this figure cannot tell shared "
                    "from copied weights; fortunes' can")
-    rc = srv.stop()
-    R.check("SIGTERM: exit status 0", rc == 0, 0, rc)
+    srv.stop_checked()
 
 
 def phase_disconnect(ctx):
@@ -945,8 +945,7 @@ def phase_disconnect(ctx):
     R.check('ts_requests_dropped_total{reason="disconnected"} >= 1 after the queue emptied', series and dropped >= 1,
             ">= 1", f"{dropped} ({series} series)" if series else
             'no reason="disconnected" series: the server did not count (or notice) the client that closed its connection')
-    rc = srv.stop()
-    R.check("SIGTERM: exit status 0", rc == 0, 0, rc)
+    srv.stop_checked()
 
 
 # ============================================================================= main
