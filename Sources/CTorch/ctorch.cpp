@@ -142,6 +142,10 @@ int ctorch_cuda_device_count(void) {
 ctorch_status ctorch_set_num_threads(int n) {
     return guarded([&] {
         if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
+        // A thread's first parallel call sets its count to the one last set by any thread
+        // (at::init_num_threads), which would undo this one once another worker set its own.
+        // Done now, so the count set below stays this thread's.
+        at::internal::lazy_init_num_threads();
         at::set_num_threads(n);
         // OpenBLAS's pthread build keeps its own pool (one thread per core by default), which
         // oversubscribes the cores next to libtorch's threads; size it the same. Absent with

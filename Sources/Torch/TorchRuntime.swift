@@ -8,10 +8,11 @@ public enum TorchRuntime {
     /// CUDA devices libtorch can see (0 with a CPU-only libtorch).
     public static var cudaDeviceCount: Int { Int(ctorch_cuda_device_count()) }
 
-    /// libtorch's intra-op thread count (shared by every thread of the process).
+    /// libtorch's intra-op thread count on the calling thread.
     public static var intraOpThreads: Int { Int(ctorch_get_num_threads()) }
 
-    /// Sets libtorch's intra-op thread count.
+    /// Sets libtorch's intra-op thread count for the calling thread (each worker thread sets its
+    /// own). OpenBLAS's thread pool, where it is the BLAS, follows the last count set.
     public static func setIntraOpThreads(_ count: Int) throws(TorchError) {
         guard count >= 1 else { throw TorchError.invalidArgument("intra-op threads must be at least 1, got \(count)") }
         try check(ctorch_set_num_threads(Int32(clamping: count)), "setting \(count) intra-op threads")

@@ -109,6 +109,45 @@ import Testing
     }
 }
 
+/// Each worker thread runs with its own intra-op thread count, whatever threads started later set.
+@Test func intraOpThreadsStayPerThreadWhenAnotherThreadSetsItsOwnLater() throws {
+    let firstSet = DispatchSemaphore(value: 0), secondSet = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+    let seen = SeenThreads()
+    let first = Thread {
+        seen.record(Result { try TorchRuntime.setIntraOpThreads(2) })
+        firstSet.signal()
+        secondSet.wait()
+        // libtorch sets a thread's count on its first parallel call from the last count set by
+        // any thread; this thread set its own before, and keeps it.
+        seen.first = TorchRuntime.intraOpThreads
+        done.signal()
+    }
+    let second = Thread {
+        firstSet.wait()
+        seen.record(Result { try TorchRuntime.setIntraOpThreads(1) })
+        seen.second = TorchRuntime.intraOpThreads
+        secondSet.signal()
+    }
+    first.start()
+    second.start()
+    done.wait()
+    #expect(seen.errors.isEmpty, "\(seen.errors)")
+    #expect(seen.first == 2)
+    #expect(seen.second == 1)
+}
+
+/// What the threads of the test above saw.
+private final class SeenThreads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _first: Int?, _second: Int?, _errors: [String] = []
+    var first: Int? { get { lock.withLock { _first } } set { lock.withLock { _first = newValue } } }
+    var second: Int? { get { lock.withLock { _second } } set { lock.withLock { _second = newValue } } }
+    var errors: [String] { lock.withLock { _errors } }
+    func record(_ result: Result<Void, any Error>) {
+        if case .failure(let error) = result { lock.withLock { _errors.append("\(error)") } }
+    }
+}
+
 @Suite struct DevicePlacementTests {
     @Test func cpuWithoutGPUs() throws {
         let placement = DevicePlacement(visibleGPUs: 0)
