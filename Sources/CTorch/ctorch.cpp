@@ -319,6 +319,50 @@ ctorch_status ctorch_tensor_argmax(const ctorch_tensor *tensor, int64_t dim, cto
     });
 }
 
+ctorch_status ctorch_tensor_class_map(const ctorch_tensor *tensor, ctorch_tensor **out) {
+    return guarded([&] {
+        if (tensor == nullptr || out == nullptr) throw std::invalid_argument("null argument");
+        c10::InferenceMode guard;
+        const auto &scores = tensor->tensor;
+        if (scores.dim() < 2) throw std::invalid_argument("class map needs (N, C, ...) scores, got " + std::to_string(scores.dim()) + " dimensions");
+        const int64_t classes = scores.size(1);
+        if (classes < 1 || classes > 256) throw std::invalid_argument("class map holds 1 to 256 classes, got " + std::to_string(classes));
+        if (!scores.is_cpu() || scores.scalar_type() != at::kFloat) {
+            *out = wrap(std::get<1>(scores.max(1)).to(at::kByte));
+            return;
+        }
+        auto sizes = scores.sizes().vec();
+        sizes.erase(sizes.begin() + 1);
+        auto map = at::empty(sizes, at::TensorOptions().dtype(at::kByte));
+        const auto dense = scores.contiguous();
+        const float *in = dense.data_ptr<float>();
+        uint8_t *result = map.data_ptr<uint8_t>();
+        const int64_t rows = dense.size(0);
+        const int64_t positions = rows == 0 ? 0 : dense.numel() / (rows * classes);
+        // Class by class over all positions: contiguous reads, one running maximum per position.
+        std::vector<float> best(static_cast<size_t>(positions));
+        for (int64_t row = 0; row < rows; ++row) {
+            const float *first = in + row * classes * positions;
+            uint8_t *mask = result + row * positions;
+            std::copy(first, first + positions, best.begin());
+            std::fill(mask, mask + positions, uint8_t{0});
+            for (int64_t c = 1; c < classes; ++c) {
+                const float *score = first + c * positions;
+                const auto index = static_cast<uint8_t>(c);
+                for (int64_t i = 0; i < positions; ++i) {
+                    const float value = score[i];
+                    const float current = best[i];
+                    // Strictly greater keeps the first maximum; a NaN beats any number.
+                    const bool take = value > current || (value != value && current == current);
+                    best[i] = take ? value : current;
+                    mask[i] = take ? index : mask[i];
+                }
+            }
+        }
+        *out = wrap(std::move(map));
+    });
+}
+
 ctorch_status ctorch_tensor_softmax(const ctorch_tensor *tensor, int64_t dim, ctorch_tensor **out) {
     return guarded([&] {
         if (tensor == nullptr || out == nullptr) throw std::invalid_argument("null argument");

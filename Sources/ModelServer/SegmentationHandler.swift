@@ -86,7 +86,7 @@ public struct SegmentationHandler: Handler {
         }
         var mask: SegmentationMask
         do {
-            let classes = try logits.argmax(dim: 1).converted(to: .uint8).contiguousOnCPU()
+            let classes = try logits.classMap().contiguousOnCPU()
             mask = SegmentationMask(width: shape[3], height: shape[2], classes: try classes.toArray(of: UInt8.self))
         } catch {
             throw .modelFailure("argmax of the model output failed: \(error)")

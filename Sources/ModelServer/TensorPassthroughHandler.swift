@@ -77,7 +77,7 @@ extension SegmentationHandler: TensorResultHandler {
             throw .modelFailure("the model returns \(logits.shape[1]) classes; a uint8 mask holds at most 256")
         }
         do {
-            return [try HostTensor(name: "mask", tensor: try logits.argmax(dim: 1).converted(to: .uint8))]
+            return [try HostTensor(name: "mask", tensor: try logits.classMap())]
         } catch let error as ModelServerError {
             throw error
         } catch {

@@ -161,6 +161,13 @@ public final class Tensor: @unchecked Sendable {
         try Tensor.make("argmax over dimension \(dim) of shape \(shape)") { ctorch_tensor_argmax(handle, Int64(dim), $0) }
     }
 
+    /// The class map of `(N, C, ...)` scores: uint8 `(N, ...)`, the index of the first maximum over
+    /// dimension 1 (NaN as the maximum), as `argmax(dim: 1)` converted to uint8, in one pass over
+    /// float32 scores on the CPU. At most 256 classes.
+    public func classMap() throws(TorchError) -> Tensor {
+        try Tensor.make("class map of shape \(shape)") { ctorch_tensor_class_map(handle, $0) }
+    }
+
     /// Softmax along `dim`, in float32.
     public func softmax(dim: Int) throws(TorchError) -> Tensor {
         try Tensor.make("softmax over dimension \(dim) of shape \(shape)") { ctorch_tensor_softmax(handle, Int64(dim), $0) }

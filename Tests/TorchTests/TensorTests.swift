@@ -74,6 +74,38 @@ import Testing
         #expect(try indices.toArray(of: Int64.self) == [1, 2, 2, 0])
     }
 
+    @Test func classMapIsArgmaxOverClassesAsUInt8() throws {
+        // (N=2, C=5, 3×4) scores with repeated values, so ties are common.
+        let values = (0..<120).map { Float(($0 * 37) % 11) - 5 }
+        let scores = try Tensor.copying(values, shape: [2, 5, 3, 4])
+        let expected = try scores.argmax(dim: 1).toArray(of: Int64.self).map { UInt8($0) }
+        let map = try scores.classMap()
+        #expect(map.shape == [2, 3, 4])
+        #expect(map.dtype == .uint8)
+        #expect(try map.toArray(of: UInt8.self) == expected)
+        // Not contiguous (a slice of the classes), and bfloat16 (the fallback path): the same answer as argmax.
+        let slice = try scores.narrow(dim: 1, start: 1, length: 3)
+        #expect(try slice.classMap().toArray(of: UInt8.self) == slice.argmax(dim: 1).toArray(of: Int64.self).map { UInt8($0) })
+        let bfloat = try scores.converted(to: .bfloat16)
+        #expect(try bfloat.classMap().toArray(of: UInt8.self) == expected)
+    }
+
+    @Test func classMapKeepsTheFirstMaximumAndCountsNaNAsTheMaximum() throws {
+        // Three positions, three classes: a tie between classes 0 and 2, a NaN in class 1, a NaN in classes 1 and 2.
+        let scores = try Tensor.copying([Float]([
+            4, 1, 0,
+            2, .nan, .nan,
+            4, 9, .nan,
+        ]), shape: [1, 3, 3])
+        #expect(try scores.classMap().toArray(of: UInt8.self) == [0, 1, 1])
+        #expect(try scores.argmax(dim: 1).toArray(of: Int64.self) == [0, 1, 1])
+    }
+
+    @Test func classMapRejectsMoreThan256ClassesAndMissingClassDimension() throws {
+        #expect(throws: TorchError.self) { try Tensor.empty(shape: [1, 257, 2], dtype: .float32).classMap() }
+        #expect(throws: TorchError.self) { try Tensor.copying([Float]([1, 2]), shape: [2]).classMap() }
+    }
+
     @Test func stackSelectNarrowConcatenate() throws {
         let a = try Tensor.copying([Float]([1, 2]), shape: [2])
         let b = try Tensor.copying([Float]([3, 4]), shape: [2])

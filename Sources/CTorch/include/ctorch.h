@@ -122,6 +122,10 @@ ctorch_status ctorch_tensor_contiguous_cpu(const ctorch_tensor *tensor, ctorch_t
 ctorch_status ctorch_tensor_to_dtype(const ctorch_tensor *tensor, ctorch_dtype dtype,
                                      ctorch_tensor **out);
 ctorch_status ctorch_tensor_argmax(const ctorch_tensor *tensor, int64_t dim, ctorch_tensor **out);
+/** The class map of (N, C, ...) scores: uint8 (N, ...), at each position the index of the first
+ *  maximum over dimension 1 (NaN counts as the maximum, as in argmax). At most 256 classes. One
+ *  pass over float32 scores on the CPU; other tensors go through max and a conversion. */
+ctorch_status ctorch_tensor_class_map(const ctorch_tensor *tensor, ctorch_tensor **out);
 ctorch_status ctorch_tensor_softmax(const ctorch_tensor *tensor, int64_t dim, ctorch_tensor **out);
 ctorch_status ctorch_tensor_topk(const ctorch_tensor *tensor, int64_t k, int64_t dim,
                                  ctorch_tensor **values, ctorch_tensor **indices);
