@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "ServerHTTP", "ModelServer",
+                "ServerHTTP", "ModelServer", "Torch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -157,6 +157,16 @@ ctorch_status ctorch_set_num_threads(int n) {
 
 int ctorch_get_num_threads(void) { return at::get_num_threads(); }
 
+ctorch_status ctorch_stop_blas_threads(void) {
+    return guarded([] {
+        // OpenBLAS's own pthread_atfork handler; looked up like openblas_set_num_threads above.
+        using Shutdown = int (*)();
+        if (auto shutdown = reinterpret_cast<Shutdown>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) {
+            if (shutdown() != 0) throw std::runtime_error("OpenBLAS could not stop its threads");
+        }
+    });
+}
+
 ctorch_status ctorch_set_num_interop_threads(int n) {
     return guarded([&] {
         if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));

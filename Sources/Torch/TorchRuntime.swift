@@ -23,4 +23,11 @@ public enum TorchRuntime {
         guard count >= 1 else { throw TorchError.invalidArgument("inter-op threads must be at least 1, got \(count)") }
         try check(ctorch_set_num_interop_threads(Int32(clamping: count)), "setting \(count) inter-op threads")
     }
+
+    /// Stops the BLAS library's idle worker threads (OpenBLAS's pthread build starts them when it
+    /// is loaded); the BLAS starts them again when it next needs them. For a fork: afterwards the
+    /// process may have a single thread again.
+    public static func stopBLASThreads() throws(TorchError) {
+        try check(ctorch_stop_blas_threads(), "stopping the BLAS threads")
+    }
 }

@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ModelServer
+import Torch
 
 /// `serve --start` and `serve --stop`: a detached server process with a pid file.
 enum Daemon {
@@ -28,14 +29,61 @@ enum Daemon {
         return state != "Z" && state != "X"
     }
 
-    /// Starts `serve --foreground` with the same arguments in a new session, logging to
-    /// `serve.log`, and returns once `/ping` is healthy.
-    static func start(arguments: [String], logDirectory: URL, inferenceAddress: ServerConfiguration.Address) async throws {
+    /// Checks that no server runs from `logDirectory` and returns the log file a new one writes.
+    static func prepareStart(logDirectory: URL) throws -> URL {
         if let pid = runningPID(in: logDirectory) {
             throw ServeError("a server is already running (pid \(pid), pid file \(pidFile(in: logDirectory).path)); stop it with serve --stop")
         }
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
-        let logFile = logDirectory.appendingPathComponent("serve.log")
+        return logDirectory.appendingPathComponent("serve.log")
+    }
+
+    enum Detached {
+        /// This is the new server process: in its own session, logging to the log file.
+        case server
+        /// This is `serve --start`; the server runs as `pid`.
+        case launcher(pid: pid_t)
+    }
+
+    /// Forks the server off this process, which has already paid for loading libtorch
+    /// (~0.45 s of CPU at every process start), so start-up pays for it once. Only safe
+    /// while this process has a single thread (no Swift concurrency, no dispatch queues
+    /// yet), so it returns nil, forking nothing, when it has more. OpenBLAS's idle pool,
+    /// started when the library loaded, is stopped first, as OpenBLAS does before any fork.
+    static func forkServer(logFile: URL) throws -> Detached? {
+        try? TorchRuntime.stopBLASThreads()
+        guard singleThreaded else { return nil }
+        fflush(nil)
+        let pid = fork()
+        guard pid >= 0 else { throw ServeError("cannot start the server: fork failed: \(String(cString: strerror(errno)))") }
+        guard pid == 0 else { return .launcher(pid: pid) }
+        // The server: a new session (it outlives this shell and its terminal), stdin from
+        // /dev/null, stdout and stderr to the log file.
+        setsid()
+        let input = open("/dev/null", O_RDONLY)
+        let log = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard input >= 0, log >= 0 else {
+            FileHandle.standardError.write(Data("serve: cannot open \(logFile.path): \(String(cString: strerror(errno)))\n".utf8))
+            _exit(1)
+        }
+        dup2(input, 0)
+        dup2(log, 1)
+        dup2(log, 2)
+        // Nothing else inherited stays open: a descriptor the caller of `--start` watches for
+        // its end (a pipe, or the socket Foundation's Process holds to see a child exit) would
+        // otherwise wait for the server's end instead.
+        closefrom(3)
+        return .server
+    }
+
+    /// Whether this process runs one thread, per /proc/self/task.
+    static var singleThreaded: Bool {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task"))?.count == 1
+    }
+
+    /// Starts `serve --foreground` with the same arguments as a new program in a new session,
+    /// logging to `logFile`: the way to start when this process can no longer fork safely.
+    static func spawn(arguments: [String], logFile: URL) throws -> pid_t {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let childArguments = [executable] + arguments.map { $0 == "--start" ? "--foreground" : $0 }
 
@@ -48,9 +96,12 @@ enum Daemon {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // A new session: the server outlives this shell and its terminal.
         posix_spawnattr_setflags(&attributes, posixSpawnSetSID)
 
+        // The server inherits only 0, 1 and 2 (see forkServer).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
         var pid: pid_t = 0
         let argv = childArguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
@@ -58,6 +109,12 @@ enum Daemon {
         guard status == 0 else {
             throw ServeError("cannot start \(executable): \(String(cString: strerror(status)))")
         }
+        return pid
+    }
+
+    /// Records the server's pid and returns once its `/ping` is healthy; stops it and throws
+    /// when a model failed to load, and throws with the log's tail when it exited.
+    static func awaitHealthy(pid: pid_t, logDirectory: URL, logFile: URL, inferenceAddress: ServerConfiguration.Address) async throws {
         try "\(pid)\n".write(to: pidFile(in: logDirectory), atomically: true, encoding: .utf8)
 
         let started = ContinuousClock.now

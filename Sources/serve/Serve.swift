@@ -7,8 +7,30 @@ import Prometheus
 import ServerHTTP
 import ServiceLifecycle
 
+/// The entry point. `serve --start` forks the server off before anything else starts a thread
+/// (see `Serve.launch()`); then the command runs under Swift concurrency.
 @main
-struct Serve: AsyncParsableCommand {
+enum ServeMain {
+    static func main() {
+        let work: @Sendable () async throws -> Void
+        do {
+            work = try Serve.parse().launch()
+        } catch {
+            Serve.exit(withError: error)
+        }
+        Task {
+            do {
+                try await work()
+                Serve.exit()
+            } catch {
+                Serve.exit(withError: error)
+            }
+        }
+        dispatchMain()
+    }
+}
+
+struct Serve: AsyncParsableCommand, Sendable {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve TorchScript models from .mar archives over HTTP, as torchserve does.",
@@ -66,12 +88,32 @@ struct Serve: AsyncParsableCommand {
         if stop {
             try Daemon.stop(logDirectory: logDirectory)
         } else if start {
-            let configuration = try loadConfiguration()
-            try await Daemon.start(
-                arguments: Array(CommandLine.arguments.dropFirst()), logDirectory: logDirectory,
-                inferenceAddress: configuration.inferenceAddress)
+            try await launch()()
         } else {
             try await runForeground()
+        }
+    }
+
+    /// What this process goes on to do. For `--start` the server process is made here: forked
+    /// off this one while it has a single thread, so that libtorch's start-up (~0.45 s of CPU in
+    /// every process that loads it) is paid once, else spawned as `serve --foreground`.
+    func launch() throws -> @Sendable () async throws -> Void {
+        guard start else { return { try await run() } }
+        let configuration = try loadConfiguration()
+        let logFile = try Daemon.prepareStart(logDirectory: logDirectory)
+        let pid: pid_t
+        switch try Daemon.forkServer(logFile: logFile) {
+        case .server:
+            return { try await runForeground() }
+        case .launcher(let child):
+            pid = child
+        case nil:
+            pid = try Daemon.spawn(arguments: Array(CommandLine.arguments.dropFirst()), logFile: logFile)
+        }
+        let logDirectory = logDirectory
+        return {
+            try await Daemon.awaitHealthy(
+                pid: pid, logDirectory: logDirectory, logFile: logFile, inferenceAddress: configuration.inferenceAddress)
         }
     }
 

@@ -5,8 +5,9 @@ import FoundationNetworking
 import TestFixtures
 import Testing
 
-/// The `serve` executable as a container runs it (`--foreground`), driven over loopback:
-/// start-up with listeners first, and SIGTERM under load.
+/// The `serve` executable as a container runs it (`--foreground`) and as a user does
+/// (`--start`, `--stop`), driven over loopback: start-up with listeners first, and SIGTERM
+/// under load.
 @Suite(.serialized) struct ServeProcessTests {
     static var executable: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("serve")
@@ -86,6 +87,91 @@ import Testing
             }
             throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "serve did not listen; log:\n\(logText)"])
         }
+    }
+
+    /// Runs `serve ARGUMENTS` in `folder` to its end: exit status and what it printed.
+    static func serve(_ arguments: [String], in folder: URL) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = folder
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    @Test func startForksAHealthyDaemonAndStopDrainsIt() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let ports = try freePorts(3)
+        try """
+            inference_address=http://127.0.0.1:\(ports[0])
+            management_address=http://127.0.0.1:\(ports[1])
+            metrics_address=http://127.0.0.1:\(ports[2])
+            disable_token_authorization=true
+            drain_delay=0
+            """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
+        let arguments = ["--start", "--ncs", "--model-store", store.root.path, "--models", "unet_tiny"]
+
+        let started = try Self.serve(arguments, in: folder)
+        let pidText = try? String(contentsOf: folder.appendingPathComponent("logs/serve.pid"), encoding: .utf8)
+        let pid = pid_t(pidText?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        defer { if pid > 0 { kill(pid, SIGKILL) } }
+        #expect(started.status == 0, "\(started.output)")
+        #expect(started.output.contains("serve: started (pid \(pid))"), "\(started.output)")
+        #expect(pid > 0 && kill(pid, 0) == 0)
+        // Forked off `serve --start` (libtorch's start-up paid once), not spawned as `serve --foreground`.
+        let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        #expect(commandLine.split(separator: "\0").contains("--start"), "\(commandLine)")
+
+        // Healthy as --start said, and it answers predictions.
+        var request = URLRequest(url: try #require(URL(string: "http://127.0.0.1:\(ports[0])/predictions/unet_tiny")))
+        request.httpMethod = "POST"
+        request.httpBody = Data(try Fixtures.bytes("images/rgb.png"))
+        let (_, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+
+        // A second --start from the same folder refuses.
+        let again = try Self.serve(arguments, in: folder)
+        #expect(again.status != 0)
+        #expect(again.output.contains("a server is already running (pid \(pid)"), "\(again.output)")
+
+        let stopped = try Self.serve(["--stop"], in: folder)
+        #expect(stopped.status == 0, "\(stopped.output)")
+        #expect(stopped.output.contains("serve: stopped (pid \(pid))"), "\(stopped.output)")
+        // Gone, or a zombie waiting for whoever adopted it to reap it.
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let state = stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).first
+        #expect(stat.isEmpty || state == "Z" || state == "X", "\(stat)")
+        let log = (try? String(contentsOf: folder.appendingPathComponent("logs/serve.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("stopped"), "\(log.suffix(2000))")
+    }
+
+    @Test func startReportsAModelThatFailsToLoadAndStopsTheServer() throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        try store.addFolderArchive(name: "broken", model: "models/not_a_model.pt", config: TestModelStore.segmenterConfig)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let ports = try freePorts(3)
+        try """
+            inference_address=http://127.0.0.1:\(ports[0])
+            management_address=http://127.0.0.1:\(ports[1])
+            metrics_address=http://127.0.0.1:\(ports[2])
+            disable_token_authorization=true
+            """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
+        let started = try Self.serve(["--start", "--ncs", "--model-store", store.root.path, "--models", "broken"], in: folder)
+        #expect(started.status != 0)
+        #expect(started.output.contains("model broken: failed to load"), "\(started.output)")
+        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("logs/serve.pid").path))
     }
 
     @Test func aStartUpModelThatFailsKeepsTheServerUpWithReadinessSayingWhy() async throws {

@@ -69,6 +69,10 @@ ctorch_status ctorch_set_num_threads(int n);
 int ctorch_get_num_threads(void);
 /** Sets the inter-op thread count; only valid before any inter-op work started. */
 ctorch_status ctorch_set_num_interop_threads(int n);
+/** Stops the worker threads the BLAS keeps (OpenBLAS's pthread build starts them when it is
+ *  loaded); it starts them again at its next threaded call. OpenBLAS does the same before a
+ *  fork. Nothing to do with a BLAS without such a pool. */
+ctorch_status ctorch_stop_blas_threads(void);
 
 /* Modules */
 
