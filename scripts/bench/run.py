@@ -4,9 +4,11 @@
 For each model (the small sample U-Net and a reference-size ResNet-50 U-Net with random
 weights) it measures
   - the floor: a tight loop of forward passes (Swift through CTorch, plain and optimised,
-    and Python torch) at batch 1 and at the batched size, one intra-op thread;
+    and Python torch) at batch 1 and at the batched size, one intra-op thread, and (Swift,
+    float32) at batch 1 with two intra-op threads;
   - the server: requests/s and p50/p90/p99 latency from wrk (a separate process) POSTing a
-    PNG at several concurrencies, with batching off (batchSize 1) and on;
+    PNG at several concurrencies, with batching off (batchSize 1) and on, 1 and 2 workers, and
+    1 worker with 2 intra-op threads (model-config intraOpThreads);
   - RSS with 1 and 4 workers, and the time from `serve --start` to the first prediction.
 It prints a table and writes BENCHMARKS.md (ratios from this one run).
 
@@ -56,12 +58,12 @@ def parse(line):
     return {k: (float(v) if re.fullmatch(r"[0-9.]+", v) else v) for k, v in re.findall(r"(\w+)=(\S+)", line)}
 
 
-def write_archive(folder, model_pt, batch_size, delay, workers=1, precision="float32"):
+def write_archive(folder, model_pt, batch_size, delay, workers=1, precision="float32", threads=1):
     os.makedirs(os.path.join(folder, "MAR-INF"), exist_ok=True)
     shutil.copy(model_pt, os.path.join(folder, "model.pt"))
     with open(os.path.join(folder, "model-config.yaml"), "w") as f:
         f.write(f"minWorkers: {workers}\nmaxWorkers: {workers}\nbatchSize: {batch_size}\nmaxBatchDelay: {delay}\n"
-                f"precision: {precision}\n"
+                f"precision: {precision}\nintraOpThreads: {threads}\n"
                 "handler:\n  kind: image_segmenter\n  inputSize: [96, 128]\n"
                 f"  mean: {MEAN}\n  std: {STD}\n")
     manifest = {"createdOn": "01/01/2026 00:00:00", "runtime": "python", "archiverVersion": "0.12.0",
@@ -140,17 +142,22 @@ def drain(port, model):
         print(f" drain {model}: {error}", flush=True)
 
 
-def floor(model_pt, batch, seconds):
+def floor(model_pt, batch, seconds, threads=1, bfloat16=None, python=True):
+    """Median ms of a forward pass: {"swift plain", "swift optimized"[, "swift bfloat16"][, "python plain"]}
+    (a Swift variant that fails gives "swift VARIANT failed": its message). bfloat16 defaults to --bfloat16."""
+    bfloat16 = BF16 if bfloat16 is None else bfloat16
     results = {}
-    for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", "1",
-                     "--seconds", str(seconds), "--bfloat16", "1" if BF16 else "0"]).splitlines():
+    for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", str(threads),
+                     "--seconds", str(seconds), "--bfloat16", "1" if bfloat16 else "0"]).splitlines():
         values = parse(line)
         if "median_ms" in values:
             results["swift " + line.split()[1]] = values["median_ms"]
         else:
             results["swift " + line.split()[1] + " failed"] = line.split(":", 1)[-1].strip()
-    python = parse(run(["/usr/bin/python3", os.path.join(BENCH, "python_forward.py"), model_pt, str(batch), "1", str(seconds)]))
-    results["python plain"] = python["median_ms"]
+    if python:
+        python = parse(run(["/usr/bin/python3", os.path.join(BENCH, "python_forward.py"), model_pt, str(batch),
+                            str(threads), str(seconds)]))
+        results["python plain"] = python["median_ms"]
     return results
 
 
@@ -183,7 +190,8 @@ def main():
     parser.add_argument("--ts-splits", default="1x1,2x1,1x2", help="TorchServe workers x threads splits to try")
     parser.add_argument("--skip-build", action="store_true", help="use .build/release as it is (smoke tests)")
     parser.add_argument("--bfloat16", action="store_true",
-                        help="also measure model-config precision: bfloat16 (floor and server, batching off)")
+                        help="also measure model-config precision: bfloat16 (floor; server with batching off"
+                             " on 1 and 2 workers, and batching on with 2 workers)")
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"),
                         help="markdown file to write (its '## Notes' section is kept)")
     args = parser.parse_args()
@@ -206,7 +214,8 @@ def main():
               "blas": os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")}
     for name, model_pt in models.items():
         print(f"== {name}: {model_pt}", flush=True)
-        entry = {"floor_b1": floor(model_pt, 1, args.seconds), f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds)}
+        entry = {"floor_b1": floor(model_pt, 1, args.seconds), f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds),
+                 "floor_b1_t2": floor(model_pt, 1, args.seconds, threads=2, bfloat16=False, python=False)}
         print(" floor", entry, flush=True)
         store = os.path.join(CACHE, "store")
         shutil.rmtree(store, ignore_errors=True)
@@ -215,10 +224,14 @@ def main():
         # Our own split across both cores: 2 workers x 1 intra-op thread (BENCHMARKS.md, BLAS matrix).
         write_archive(os.path.join(store, "b1w2"), model_pt, 1, 0, workers=2)
         write_archive(os.path.join(store, f"b{args.batch}w2"), model_pt, args.batch, 5, workers=2)
+        # Both cores for one request at a time: 1 worker x 2 intra-op threads.
+        write_archive(os.path.join(store, "b1t2"), model_pt, 1, 0, threads=2)
         bf16 = "swift bfloat16" in entry["floor_b1"]
         if bf16:
             write_archive(os.path.join(store, "b1bf"), model_pt, 1, 0, precision="bfloat16")
             write_archive(os.path.join(store, "b1w2bf"), model_pt, 1, 0, workers=2, precision="bfloat16")
+            write_archive(os.path.join(store, f"b{args.batch}w2bf"), model_pt, args.batch, 5, workers=2,
+                          precision="bfloat16")
         server = Server(store, ",".join(f"{label}={label}" for label in labels(args.batch, bf16)))
         try:
             entry["start_to_first_prediction_s"] = server.start_to_first_prediction
@@ -253,16 +266,20 @@ BF16 = False
 
 
 def labels(batch, bf16=False):
-    """The server configurations measured: batching off / on, with 1 and with 2 workers, and
-    where the model runs in bfloat16 (--bfloat16 and the floor managed it) that model converted
-    (batching off, 1 and 2 workers)."""
-    return ["b1", f"b{batch}", "b1w2", f"b{batch}w2"] + (["b1bf", "b1w2bf"] if bf16 else [])
+    """The server configurations measured: batching off / on, with 1 and with 2 workers, batching
+    off with 1 worker of 2 intra-op threads, and where the model runs in bfloat16 (--bfloat16 and
+    the floor managed it) that model converted (batching off with 1 and 2 workers, batching on
+    with 2 workers). Labels ending in "bf" are the bfloat16 ones."""
+    return (["b1", f"b{batch}", "b1w2", f"b{batch}w2", "b1t2"]
+            + (["b1bf", "b1w2bf", f"b{batch}w2bf"] if bf16 else []))
 
 
 def describe(label, batch):
     """A table row's name for a configuration label."""
     bf = label.endswith("bf")
     label = label.removesuffix("bf")
+    if label == "b1t2":
+        return "batch off, 1 worker × 2 threads" + (", bfloat16" if bf else "")
     text = "batch off" if label in ("b1", "b1w2") else f"batch {batch}, 5 ms"
     return text + (", 2 workers" if label.endswith("w2") else "") + (", bfloat16" if bf else "")
 
@@ -278,7 +295,7 @@ def write_markdown(report, args, concurrencies):
     command = " ".join(["/usr/bin/python3 scripts/bench/run.py"] + shown)
     lines = ["# Benchmarks", "",
              f"Measured {report['date']} on this project's development machine ({report['cpu'][0].strip()} cores, "
-             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), BLAS {report['blas']} for both servers, one intra-op thread per worker, "
+             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), BLAS {report['blas']} for both servers, one intra-op thread per worker unless a row says 2 threads, "
              "one worker per model unless a row says 2 workers, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
              "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
              "Command:", "", "```sh", command.strip(), "```", ""]
@@ -291,10 +308,14 @@ def write_markdown(report, args, concurrencies):
         bf_head, bf_rule = (" Swift bfloat16 |", "---|") if "swift bfloat16" in f1 else ("", "")
         bf1 = f" {f1['swift bfloat16']:.2f} |" if bf_head else ""
         bfb = f" {fb['swift bfloat16']:.2f} |" if bf_head else ""
+        f1t2 = e["floor_b1_t2"]
+        best1t2 = min(f1t2["swift plain"], f1t2["swift optimized"])
         lines += [f"## {name} U-Net", "",
                   f"| raw forward (median ms) | Swift plain | Swift optimised | Python torch |{bf_head}", f"|---|---|---|---|{bf_rule}",
                   f"| batch 1 | {f1['swift plain']:.2f} | {f1['swift optimized']:.2f} | {f1['python plain']:.2f} |{bf1}",
-                  f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |{bfb}", "",
+                  f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |{bfb}",
+                  f"| batch 1, 2 threads | {f1t2['swift plain']:.2f} | {f1t2['swift optimized']:.2f} | — |{' — |' if bf_head else ''}",
+                  "",
                   f"Floor (float32): {best1:.2f} ms per request at batch 1; best per-item throughput {floor_rps:.1f}/s.", "",
                   *([f"bfloat16: not measured, libtorch 1.13 fails on this model in bfloat16 ({f1['swift bfloat16 failed'][:160]}); "
                      "`precision: bfloat16` keeps float32 for it (checked at load).", ""] if "swift bfloat16 failed" in f1 else []),
@@ -308,6 +329,8 @@ def write_markdown(report, args, concurrencies):
         top = max(concurrencies)
         lines += ["", "| ratio | value | target |", "|---|---|---|",
                   f"| p50 at c=1 / raw forward at batch 1 | {c1['p50_ms'] / best1:.3f} | ≤ 1.05 |",
+                  f"| p50 at c=1, 1 worker × 2 threads / raw forward at batch 1 with 2 threads | "
+                  f"{e['b1t2_c1']['p50_ms'] / best1t2:.3f} | ≤ 1.05 |",
                   f"| throughput at c={top}, batching off / best raw throughput | {e[f'b1_c{top}']['rps'] / floor_rps:.3f} | ≥ 0.95 |",
                   f"| throughput at c={top}, batching on / off | {e[f'b{b}_c{top}']['rps'] / e[f'b1_c{top}']['rps']:.3f} | ≥ 1 |",
                   f"| start to first prediction ({len(labels(b, 'b1bf_c1' in e))} archives loaded and warmed up first: "
@@ -337,29 +360,43 @@ def torchserve_section(name, e, concurrencies, b):
     ts = e["torchserve"]
     lines = torchserve.markdown(ts, concurrencies)
     top, fastest = torchserve.best(ts)
+    def points(chosen, only=None):
+        """(label, c, point) of the chosen labels' points with answers and no errors (c=only if given)."""
+        return [(label, c, e[f"{label}_c{c}"]) for label in chosen for c in concurrencies
+                if (only is None or c == only) and f"{label}_c{c}" in e and e[f"{label}_c{c}"]["requests"] > 0
+                and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
     def best_of(chosen):
-        ours = [(label, c, e[f"{label}_c{c}"]) for label in chosen for c in concurrencies
-                if e[f"{label}_c{c}"]["requests"] > 0 and e[f"{label}_c{c}"]["errors"] + e[f"{label}_c{c}"]["non2xx"] == 0]
-        return max(ours, key=lambda x: x[2]["rps"])
-    our_top = best_of(labels(b))
+        return max(points(chosen), key=lambda x: x[2]["rps"], default=None)
+    def fastest_of(chosen):
+        """The lowest p50 at c=1."""
+        return min(points(chosen, only=1), key=lambda x: x[2]["p50_ms"], default=None)
+    measured = labels(b, "b1bf_c1" in e)
+    float32 = [label for label in measured if not label.endswith("bf")]
+    bfloat16 = [label for label in measured if label.endswith("bf")]
+    our_top, our_fastest = best_of(float32), fastest_of(float32)
     throughput_target = {"reference": "≥ 3", "small": "≥ 2"}.get(name, "—")
     latency_target = "≤ 0.35" if name == "reference" else "— (≤ 0.35 on the reference model)"
     peaks = [p for r in ts["runs"] if r["workers"] > 1 for p in r["worker_peak_mib"]]
     lines += ["", torchserve.mask_line(ts["mask_comparison"]), "",
               "| ratio against TorchServe | value | target |", "|---|---|---|"]
-    if top:
+    if top and our_top:
         lines.append(f"| our best requests/s ({our_top[2]['rps']:.1f}, {describe(our_top[0], b)}, "
                      f"c={our_top[1]}) / TorchServe's best ({top[2]['rps']:.1f}) | {our_top[2]['rps'] / top[2]['rps']:.2f} | "
                      f"{throughput_target} |")
-        lines.append(f"| our p50 at c=1, batching off ({e['b1_c1']['p50_ms']:.2f} ms) / TorchServe's best "
-                     f"({fastest[2]['p50_ms']:.2f} ms) | {e['b1_c1']['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
-        if "b1bf_c1" in e:
-            bf_top = best_of(["b1bf", "b1w2bf"])
+    if fastest and our_fastest:
+        lines.append(f"| our best p50 at c=1 ({our_fastest[2]['p50_ms']:.2f} ms, {describe(our_fastest[0], b)}) / "
+                     f"TorchServe's best ({fastest[2]['p50_ms']:.2f} ms) | "
+                     f"{our_fastest[2]['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
+    if bfloat16:
+        bf_top, bf_fastest = best_of(bfloat16), fastest_of(bfloat16)
+        if top and bf_top:
             lines.append(f"| with `precision: bfloat16` (other arithmetic than TorchServe's float32): best requests/s "
                          f"({bf_top[2]['rps']:.1f}, {describe(bf_top[0], b)}, c={bf_top[1]}) / TorchServe's best | "
                          f"{bf_top[2]['rps'] / top[2]['rps']:.2f} | {throughput_target} |")
-            lines.append(f"| with `precision: bfloat16`: p50 at c=1 ({e['b1bf_c1']['p50_ms']:.2f} ms) / TorchServe's best | "
-                         f"{e['b1bf_c1']['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
+        if fastest and bf_fastest:
+            lines.append(f"| with `precision: bfloat16`: best p50 at c=1 ({bf_fastest[2]['p50_ms']:.2f} ms, "
+                         f"{describe(bf_fastest[0], b)}) / TorchServe's best | "
+                         f"{bf_fastest[2]['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
     if peaks:
         lines.append(f"| RSS per extra worker: ours / TorchServe's (peak per worker process) | "
                      f"{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} / {sum(peaks) / len(peaks):.0f} MiB | "
