@@ -203,7 +203,20 @@ class TorchServe:
 
     def unregister(self, name):
         before = set(self.worker_pids())
-        request(f"http://127.0.0.1:{self.management}/models/{name}", method="DELETE")
+        url = f"http://127.0.0.1:{self.management}/models/{name}"
+        # TorchServe 0.12 can answer 500 here (ConcurrentModificationException in
+        # BatchAggregator.sendError when a batch is still in flight); ask again while it is registered.
+        for attempt in range(5):
+            try:
+                request(url, method="DELETE")
+                break
+            except urllib.error.HTTPError as error:
+                if error.code == 404:
+                    break
+                if error.code != 500 or attempt == 4:
+                    raise
+                log(f" torchserve: unregister {name} answered 500, asking again")
+                time.sleep(1)
         deadline = time.time() + 60
         while time.time() < deadline and set(self.worker_pids()) & before:
             time.sleep(0.2)
