@@ -148,10 +148,12 @@ ctorch_status ctorch_set_num_threads(int n) {
         at::internal::lazy_init_num_threads();
         at::set_num_threads(n);
         // OpenBLAS's pthread build keeps its own pool (one thread per core by default), which
-        // oversubscribes the cores next to libtorch's threads; size it the same. Absent with
-        // Debian's reference BLAS, so looked up rather than linked.
+        // oversubscribes the cores next to libtorch's threads. The pool is process-wide, so it
+        // cannot follow each worker's count (the last one set would win for every model, and a
+        // 2-thread model's count made the 1-thread workers of others collapse); BLAS calls run
+        // on the calling thread. Absent with Debian's reference BLAS, so looked up, not linked.
         using SetThreads = void (*)(int);
-        if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) openblas(n);
+        if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) openblas(1);
     });
 }
 

@@ -12,7 +12,7 @@ public enum TorchRuntime {
     public static var intraOpThreads: Int { Int(ctorch_get_num_threads()) }
 
     /// Sets libtorch's intra-op thread count for the calling thread (each worker thread sets its
-    /// own). OpenBLAS's thread pool, where it is the BLAS, follows the last count set.
+    /// own). OpenBLAS, where it is the BLAS, runs on the calling thread whatever the count.
     public static func setIntraOpThreads(_ count: Int) throws(TorchError) {
         guard count >= 1 else { throw TorchError.invalidArgument("intra-op threads must be at least 1, got \(count)") }
         try check(ctorch_set_num_threads(Int32(clamping: count)), "setting \(count) intra-op threads")

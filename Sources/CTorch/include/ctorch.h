@@ -64,7 +64,8 @@ const char *ctorch_version(void);
 /** Number of visible CUDA devices (0 when libtorch has no CUDA or there is no GPU). */
 int ctorch_cuda_device_count(void);
 /** Sets libtorch's intra-op thread count for the calling thread (and for threads that have not
- *  run parallel work yet); OpenBLAS's pool, where present, is process-wide. */
+ *  run parallel work yet). OpenBLAS, where it is the BLAS, is kept to the calling thread: its
+ *  pool is process-wide and cannot follow each thread's count. */
 ctorch_status ctorch_set_num_threads(int n);
 int ctorch_get_num_threads(void);
 /** Sets the inter-op thread count; only valid before any inter-op work started. */
