@@ -5,29 +5,10 @@ import Testing
 
 /// The `archiver` executable as a user runs it (built by `swift build --build-tests`).
 @Suite struct ArchiverCLITests {
-    struct Run {
-        var status: Int32
-        var output: String
-    }
+    static let executable = BuiltExecutable("archiver")
 
-    static var executable: URL {
-        // The test runner lives in the build products folder next to the executables.
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("archiver")
-    }
-
-    func archiver(_ arguments: [String], in folder: URL) throws -> Run {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    func archiver(_ arguments: [String], in folder: URL) throws -> BuiltExecutable.Run {
+        try Self.executable.run(arguments, in: folder)
     }
 
     func workspace() throws -> URL {
@@ -41,7 +22,7 @@ import Testing
         return folder
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: ArchiverCLITests.executable.path)))
+    @Test(.enabled(if: ArchiverCLITests.executable.isBuilt))
     func packsInspectsAndTheServerReaderOpensIt() throws {
         let folder = try workspace()
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -70,7 +51,7 @@ import Testing
         #expect(opened.config.batchSize == 2)
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: ArchiverCLITests.executable.path)))
+    @Test(.enabled(if: ArchiverCLITests.executable.isBuilt))
     func errorsNameTheProblemAndTheFix() throws {
         let folder = try workspace()
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -9,8 +9,22 @@ import Testing
 /// (`--start`, `--stop`), driven over loopback: start-up with listeners first, and SIGTERM
 /// under load.
 @Suite(.serialized) struct ServeProcessTests {
-    static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("serve")
+    static let executable = BuiltExecutable("serve")
+
+    /// A fresh folder with a config.properties for loopback ports that were just free (no token
+    /// authorization, plus `extra` lines); the caller removes the folder.
+    static func serveFolder(config extra: String = "") throws -> (folder: URL, ports: [Int]) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let ports = try freePorts(3)
+        try """
+            inference_address=http://127.0.0.1:\(ports[0])
+            management_address=http://127.0.0.1:\(ports[1])
+            metrics_address=http://127.0.0.1:\(ports[2])
+            disable_token_authorization=true
+            \(extra)
+            """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
+        return (folder, ports)
     }
 
     /// A running `serve --foreground` with its own folder, store and ports.
@@ -21,21 +35,12 @@ import Testing
         let log: URL
 
         init(models: String, config extra: String = "", store: TestModelStore) throws {
-            folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let ports = try freePorts(3)
+            let ports: [Int]
+            (folder, ports) = try ServeProcessTests.serveFolder(config: extra)
             inferencePort = ports[0]
-            let config = """
-                inference_address=http://127.0.0.1:\(ports[0])
-                management_address=http://127.0.0.1:\(ports[1])
-                metrics_address=http://127.0.0.1:\(ports[2])
-                disable_token_authorization=true
-                \(extra)
-                """
-            try config.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
             log = folder.appendingPathComponent("serve.log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
-            process.executableURL = ServeProcessTests.executable
+            process.executableURL = ServeProcessTests.executable.url
             process.arguments = ["--foreground", "--ncs", "--ts-config", "config.properties", "--model-store", store.root.path,
                                  "--models", models, "--log-dir", folder.appendingPathComponent("logs").path]
             process.currentDirectoryURL = folder
@@ -89,38 +94,14 @@ import Testing
         }
     }
 
-    /// Runs `serve ARGUMENTS` in `folder` to its end: exit status and what it printed.
-    static func serve(_ arguments: [String], in folder: URL) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
     @Test func startForksAHealthyDaemonAndStopDrainsIt() async throws {
         let store = try TestModelStore()
         defer { store.remove() }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let (folder, ports) = try Self.serveFolder(config: "drain_delay=0")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let ports = try freePorts(3)
-        try """
-            inference_address=http://127.0.0.1:\(ports[0])
-            management_address=http://127.0.0.1:\(ports[1])
-            metrics_address=http://127.0.0.1:\(ports[2])
-            disable_token_authorization=true
-            drain_delay=0
-            """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
         let arguments = ["--start", "--ncs", "--model-store", store.root.path, "--models", "unet_tiny"]
 
-        let started = try Self.serve(arguments, in: folder)
+        let started = try Self.executable.run(arguments, in: folder)
         let pidText = try? String(contentsOf: folder.appendingPathComponent("logs/serve.pid"), encoding: .utf8)
         let pid = pid_t(pidText?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         defer { if pid > 0 { kill(pid, SIGKILL) } }
@@ -139,11 +120,11 @@ import Testing
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
 
         // A second --start from the same folder refuses.
-        let again = try Self.serve(arguments, in: folder)
+        let again = try Self.executable.run(arguments, in: folder)
         #expect(again.status != 0)
         #expect(again.output.contains("a server is already running (pid \(pid)"), "\(again.output)")
 
-        let stopped = try Self.serve(["--stop"], in: folder)
+        let stopped = try Self.executable.run(["--stop"], in: folder)
         #expect(stopped.status == 0, "\(stopped.output)")
         #expect(stopped.output.contains("serve: stopped (pid \(pid))"), "\(stopped.output)")
         // Gone, or a zombie waiting for whoever adopted it to reap it.
@@ -158,17 +139,9 @@ import Testing
         let store = try TestModelStore()
         defer { store.remove() }
         try store.addFolderArchive(name: "broken", model: "models/not_a_model.pt", config: TestModelStore.segmenterConfig)
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let (folder, _) = try Self.serveFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let ports = try freePorts(3)
-        try """
-            inference_address=http://127.0.0.1:\(ports[0])
-            management_address=http://127.0.0.1:\(ports[1])
-            metrics_address=http://127.0.0.1:\(ports[2])
-            disable_token_authorization=true
-            """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
-        let started = try Self.serve(["--start", "--ncs", "--model-store", store.root.path, "--models", "broken"], in: folder)
+        let started = try Self.executable.run(["--start", "--ncs", "--model-store", store.root.path, "--models", "broken"], in: folder)
         #expect(started.status != 0)
         #expect(started.output.contains("model broken: failed to load"), "\(started.output)")
         #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("logs/serve.pid").path))
