@@ -373,30 +373,22 @@ def torchserve_section(name, e, concurrencies, b):
     measured = labels(b, "b1bf_c1" in e)
     float32 = [label for label in measured if not label.endswith("bf")]
     bfloat16 = [label for label in measured if label.endswith("bf")]
-    our_top, our_fastest = best_of(float32), fastest_of(float32)
     throughput_target = {"reference": "≥ 3", "small": "≥ 2"}.get(name, "—")
     latency_target = "≤ 0.35" if name == "reference" else "— (≤ 0.35 on the reference model)"
     peaks = [p for r in ts["runs"] if r["workers"] > 1 for p in r["worker_peak_mib"]]
     lines += ["", torchserve.mask_line(ts["mask_comparison"]), "",
               "| ratio against TorchServe | value | target |", "|---|---|---|"]
-    if top and our_top:
-        lines.append(f"| our best requests/s ({our_top[2]['rps']:.1f}, {describe(our_top[0], b)}, "
-                     f"c={our_top[1]}) / TorchServe's best ({top[2]['rps']:.1f}) | {our_top[2]['rps'] / top[2]['rps']:.2f} | "
-                     f"{throughput_target} |")
-    if fastest and our_fastest:
-        lines.append(f"| our best p50 at c=1 ({our_fastest[2]['p50_ms']:.2f} ms, {describe(our_fastest[0], b)}) / "
-                     f"TorchServe's best ({fastest[2]['p50_ms']:.2f} ms) | "
-                     f"{our_fastest[2]['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
-    if bfloat16:
-        bf_top, bf_fastest = best_of(bfloat16), fastest_of(bfloat16)
-        if top and bf_top:
-            lines.append(f"| with `precision: bfloat16` (other arithmetic than TorchServe's float32): best requests/s "
-                         f"({bf_top[2]['rps']:.1f}, {describe(bf_top[0], b)}, c={bf_top[1]}) / TorchServe's best | "
-                         f"{bf_top[2]['rps'] / top[2]['rps']:.2f} | {throughput_target} |")
-        if fastest and bf_fastest:
-            lines.append(f"| with `precision: bfloat16`: best p50 at c=1 ({bf_fastest[2]['p50_ms']:.2f} ms, "
-                         f"{describe(bf_fastest[0], b)}) / TorchServe's best | "
-                         f"{bf_fastest[2]['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
+    for prefix, chosen in [("our best", float32),
+                           ("with `precision: bfloat16` (other arithmetic than TorchServe's float32): best", bfloat16)]:
+        our_top, our_fastest = best_of(chosen), fastest_of(chosen)
+        if top and our_top:
+            lines.append(f"| {prefix} requests/s ({our_top[2]['rps']:.1f}, {describe(our_top[0], b)}, c={our_top[1]}) / "
+                         f"TorchServe's best ({top[2]['rps']:.1f}) | {our_top[2]['rps'] / top[2]['rps']:.2f} | "
+                         f"{throughput_target} |")
+        if fastest and our_fastest:
+            lines.append(f"| {prefix} p50 at c=1 ({our_fastest[2]['p50_ms']:.2f} ms, {describe(our_fastest[0], b)}) / "
+                         f"TorchServe's best ({fastest[2]['p50_ms']:.2f} ms) | "
+                         f"{our_fastest[2]['p50_ms'] / fastest[2]['p50_ms']:.3f} | {latency_target} |")
     if peaks:
         lines.append(f"| RSS per extra worker: ours / TorchServe's (peak per worker process) | "
                      f"{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} / {sum(peaks) / len(peaks):.0f} MiB | "
