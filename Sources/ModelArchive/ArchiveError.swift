@@ -54,21 +54,21 @@ public enum ArchiveError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corrupt(let path, let detail):
             return "\(path) is damaged: \(detail). Copy or download it again, or re-create it with `archiver`."
         case .unsupported(let path, let entry, let detail):
-            let at = entry.map { " (entry \"\($0)\")" } ?? ""
+            let at = entry.map { " (entry \"\(Excerpt.of($0))\")" } ?? ""
             return "\(path)\(at) uses something this server cannot read: \(detail). "
                 + "Re-create the archive with `archiver` or torch-model-archiver."
         case .unsafeEntry(let path, let entry, let reason):
-            return "\(path) was refused: entry \"\(entry)\" \(reason). Nothing was unpacked. "
+            return "\(path) was refused: entry \"\(Excerpt.of(entry))\" \(reason). Nothing was unpacked. "
                 + "Archives may only hold plain files and folders inside the archive; re-create it with `archiver`."
         case .tooLarge(let path, let entry, let limit):
-            let at = entry.map { " at entry \"\($0)\"" } ?? ""
+            let at = entry.map { " at entry \"\(Excerpt.of($0))\"" } ?? ""
             return "\(path) unpacks to more than \(limit) bytes\(at), the configured limit. Nothing was kept. "
                 + "If the model is really that large, raise the unpacked-size limit."
         case .tooManyEntries(let path, let limit):
             return "\(path) holds more than \(limit) entries, the configured limit. Nothing was unpacked. "
                 + "Pack fewer files (put many small files in one), or raise the entry-count limit."
         case .compressionRatioExceeded(let path, let entry, let limit):
-            return "\(path) was refused: entry \"\(entry)\" unpacks to more than \(limit) times its compressed size, "
+            return "\(path) was refused: entry \"\(Excerpt.of(entry))\" unpacks to more than \(limit) times its compressed size, "
                 + "which is how zip bombs look. Nothing was kept. If the archive is trusted, raise the compression-ratio limit."
         case .missingManifest(let path):
             return "\(path) has no MAR-INF/MANIFEST.json, and its top folder does not hold exactly one "
@@ -77,19 +77,20 @@ public enum ArchiveError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidManifest(let path, let detail):
             return "\(path): MAR-INF/MANIFEST.json is invalid: \(detail). Re-create the archive with `archiver`."
         case .missingFile(let path, let file, let referencedBy):
+            let file = Excerpt.of(file)
             return "\(path) does not contain \"\(file)\", which \(referencedBy) names. "
                 + "Add it to the archive (archiver --extra-files \(file)) or fix the name."
         case .invalidModelName(let name):
-            return "Invalid model name \"\(name)\": use 1 to 64 characters from A-Z a-z 0-9 _ - ., "
+            return "Invalid model name \"\(Excerpt.of(name))\": use 1 to 64 characters from A-Z a-z 0-9 _ - ., "
                 + "starting with a letter or digit (no path separators)."
         case .invalidModelVersion(let version):
-            return "Invalid model version \"\(version)\": use 1 to 64 characters from A-Z a-z 0-9 _ - ., "
+            return "Invalid model version \"\(Excerpt.of(version))\": use 1 to 64 characters from A-Z a-z 0-9 _ - ., "
                 + "starting with a letter or digit, for example 1.0."
         case .unknownHandler(let name):
-            return "Unknown handler \"\(name)\". Use a built-in handler (\(HandlerKind.builtInList)) "
+            return "Unknown handler \"\(Excerpt.of(name))\". Use a built-in handler (\(HandlerKind.builtInList)) "
                 + "or a handler spec file such as handlers/image_segmenter.yaml."
         case .pythonHandler(let name):
-            return "Handler \"\(name)\" is Python code; Python handlers are not run by this server. "
+            return "Handler \"\(Excerpt.of(name))\" is Python code; Python handlers are not run by this server. "
                 + "Use a built-in handler (\(HandlerKind.builtInList)) and describe pre- and post-processing "
                 + "in the handler: section of model-config.yaml (see handlers/*.yaml)."
         case .invalidConfig(let file, let issues):
@@ -132,8 +133,8 @@ public enum UnsafeEntryReason: Equatable, Sendable, CustomStringConvertible {
         case .parentTraversal: return "climbs out of the target folder with \"..\""
         case .absolutePath: return "has an absolute path"
         case .invalidName: return "has an empty or invalid name"
-        case .symbolicLink(let target): return "is a symbolic link (to \"\(target)\")"
-        case .hardLink(let target): return "is a hard link (to \"\(target)\")"
+        case .symbolicLink(let target): return "is a symbolic link (to \"\(Excerpt.of(target))\")"
+        case .hardLink(let target): return "is a hard link (to \"\(Excerpt.of(target))\")"
         case .specialFile: return "is a device, FIFO or socket"
         case .duplicate: return "appears twice, or clashes with a folder of the same name"
         case .overlappingData: return "shares its compressed data with another entry (an overlapping zip bomb)"

@@ -91,7 +91,8 @@ public enum ArchiveReader {
         let root = try findRoot(folder)
         let manifestURL = root.appendingPathComponent(Manifest.path)
         if FileIO.resolvedKind(of: manifestURL) == .file {
-            let manifest = try Manifest.decode(try FileIO.readData(manifestURL, role: "manifest"), path: folder.path)
+            let data = try FileIO.readData(manifestURL, role: "manifest", maxBytes: Manifest.maxBytes)
+            let manifest = try Manifest.decode(data, path: folder.path)
             return try validate(manifest, root: root, displayPath: folder.path, synthesized: false)
         }
         return try synthesize(root: root, displayPath: folder.path, sourceName: sourceName)
@@ -175,7 +176,8 @@ public enum ArchiveReader {
     /// A file named by the manifest or the config: a relative path that stays in the archive and exists.
     private static func fileInArchive(_ name: String, root: URL, displayPath: String, referencedBy: String) throws -> URL {
         guard let components = try? EntryPath.components(of: name), !components.isEmpty else {
-            throw ArchiveError.invalidManifest(path: displayPath, detail: "\(referencedBy) \"\(name)\" points outside the archive")
+            throw ArchiveError.invalidManifest(
+                path: displayPath, detail: "\(referencedBy) \"\(Excerpt.of(name))\" points outside the archive")
         }
         let url = components.reduce(root) { $0.appendingPathComponent($1) }
         guard FileIO.resolvedKind(of: url) == .file else {

@@ -169,8 +169,9 @@ private struct EntryReader {
             }
             return data
         }
-        let start = Int(offset)
-        return Data(bytes![start..<min(start + count, bytes!.count)])
+        guard let bytes, let skip = Int(exactly: offset), skip >= 0, skip <= bytes.count else { return Data() }
+        let start = bytes.startIndex + skip
+        return Data(bytes[start..<(start + min(count, bytes.count - skip))])
     }
 }
 

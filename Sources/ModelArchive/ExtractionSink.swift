@@ -57,8 +57,23 @@ final class ExtractionSink {
 
     /// Counts bytes about to be written against ``ExtractionLimits/maxTotalBytes``.
     func account(_ count: Int, entry: String) throws {
-        totalBytes += Int64(count)
-        if totalBytes > limits.maxTotalBytes {
+        try account(Int64(count), entry: entry)
+    }
+
+    /// Counts bytes an entry declares or writes against ``ExtractionLimits/maxTotalBytes``; a count
+    /// read from an archive may be anything, so a negative one or a sum past `Int64.max` is refused too.
+    func account(_ count: Int64, entry: String) throws {
+        let (total, overflow) = totalBytes.addingReportingOverflow(count)
+        guard count >= 0, !overflow, total <= limits.maxTotalBytes else {
+            throw ArchiveError.tooLarge(path: archivePath, entry: entry, limit: limits.maxTotalBytes)
+        }
+        totalBytes = total
+    }
+
+    /// Throws ``ArchiveError/tooLarge(path:entry:limit:)`` when a size an archive declares for one
+    /// entry passes ``ExtractionLimits/maxTotalBytes`` on its own; checked before any arithmetic on it.
+    func checkDeclaredSize(_ size: Int64, entry: String) throws {
+        guard size >= 0, size <= limits.maxTotalBytes else {
             throw ArchiveError.tooLarge(path: archivePath, entry: entry, limit: limits.maxTotalBytes)
         }
     }
@@ -66,7 +81,8 @@ final class ExtractionSink {
     /// Throws when `produced` bytes from `consumed` compressed ones pass the ratio limit.
     func checkRatio(produced: Int64, consumed: Int64, entry: String) throws {
         guard produced > limits.compressionRatioThreshold else { return }
-        if produced > max(consumed, 1) * Int64(limits.maxCompressionRatio) {
+        let (allowed, overflow) = max(consumed, 1).multipliedReportingOverflow(by: Int64(limits.maxCompressionRatio))
+        if !overflow, produced > allowed {
             throw ArchiveError.compressionRatioExceeded(path: archivePath, entry: entry, limit: limits.maxCompressionRatio)
         }
     }

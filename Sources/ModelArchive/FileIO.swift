@@ -132,10 +132,16 @@ final class InputFile {
     deinit { _ = systemClose(fd) }
 
     /// Reads up to `buffer.count` bytes at `offset`; fewer only at the end of the file.
+    ///
+    /// Offsets come from archives: one outside the file (as opened) reads nothing, and reading
+    /// stops where `offset + done` would pass `Int64.max`, so a caller sees a short read, never a trap.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        guard offset >= 0, offset < size, let base = buffer.baseAddress else { return 0 }
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let (position, overflow) = offset.addingReportingOverflow(Int64(done))
+            guard !overflow else { break }
+            let n = pread(fd, base + done, buffer.count - done, off_t(position))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileIO.errnoError(path, "read")
@@ -147,11 +153,15 @@ final class InputFile {
     }
 
     /// Reads exactly `count` bytes at `offset`, or fewer at the end of the file.
+    ///
+    /// At most the bytes between `offset` and the end of the file (as opened) are allocated, so a
+    /// count or offset read from an archive cannot ask for more memory than the file holds.
     func read(count: Int, at offset: Int64) throws -> [UInt8] {
-        guard count > 0 else { return [] }
-        var bytes = [UInt8](repeating: 0, count: count)
+        guard count > 0, offset >= 0, offset < size else { return [] }
+        let wanted = Int(clamping: min(Int64(count), size - offset))
+        var bytes = [UInt8](repeating: 0, count: wanted)
         let n = try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }
-        bytes.removeLast(count - n)
+        bytes.removeLast(wanted - n)
         return bytes
     }
 }
@@ -172,9 +182,10 @@ final class OutputFile {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress else { return }
         var done = 0
         while done < bytes.count {
-            let n = systemWrite(fd, bytes.baseAddress! + done, bytes.count - done)
+            let n = systemWrite(fd, base + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileIO.errnoError(path, "write")

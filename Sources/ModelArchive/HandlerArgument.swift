@@ -17,7 +17,7 @@ public struct HandlerArgument: Sendable, Equatable {
         let isSpecName = argument.hasSuffix(".yaml") || argument.hasSuffix(".yml")
         if HandlerKind(rawValue: argument) == nil, isSpecName || FileIO.resolvedKind(of: url) == .file {
             guard !HandlerKind.isPythonHandler(argument) else { throw ArchiveError.pythonHandler(argument) }
-            let text = try FileIO.readText(url, role: "handler spec file")
+            let text = try FileIO.readText(url, role: "handler spec file", maxBytes: YAMLDocument.maxBytes)
             let spec = try HandlerSpec.parse(yaml: text, file: argument)
             self.kind = spec.kind
             self.spec = spec

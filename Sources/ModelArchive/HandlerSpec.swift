@@ -64,7 +64,7 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
 
     /// Reads and parses a handler spec file.
     public static func load(contentsOf url: URL) throws -> HandlerSpec {
-        let text = try FileIO.readText(url, role: "handler spec file")
+        let text = try FileIO.readText(url, role: "handler spec file", maxBytes: YAMLDocument.maxBytes)
         return try parse(yaml: text, file: url.lastPathComponent)
     }
 
@@ -79,8 +79,8 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
                 kind = try HandlerKind(handlerName: name)
             } catch {
                 let problem = HandlerKind.isPythonHandler(name)
-                    ? "is \"\(name)\", a Python handler; Python handlers are not run by this server"
-                    : "is \"\(name)\", not a built-in handler"
+                    ? "is \"\(Excerpt.of(name))\", a Python handler; Python handlers are not run by this server"
+                    : "is \"\(Excerpt.of(name))\", not a built-in handler"
                 fields.fail("kind", node, problem, expected: HandlerKind.builtInList)
                 return nil
             }

@@ -68,8 +68,14 @@ public struct Manifest: Equatable, Sendable, Codable {
         return formatter.string(from: date)
     }
 
+    /// The largest manifest read (1 MiB); torch-model-archiver's are a few hundred bytes.
+    public static let maxBytes = 1 << 20
+
     /// Decodes a manifest; throws ``ArchiveError/invalidManifest(path:detail:)`` saying what is missing.
     public static func decode(_ data: Data, path: String) throws -> Manifest {
+        guard data.count <= maxBytes else {
+            throw ArchiveError.invalidManifest(path: path, detail: "it is \(data.count) bytes, more than the \(maxBytes) read")
+        }
         do {
             return try JSONDecoder().decode(Manifest.self, from: data)
         } catch DecodingError.keyNotFound(let key, let context) {

@@ -120,7 +120,7 @@ public struct ModelConfig: Equatable, Sendable, Codable {
 
     /// Reads and parses a `model-config.yaml` file.
     public static func load(contentsOf url: URL, handlerKind: HandlerKind? = nil) throws -> ModelConfig {
-        let text = try FileIO.readText(url, role: "model config")
+        let text = try FileIO.readText(url, role: "model config", maxBytes: YAMLDocument.maxBytes)
         return try parse(yaml: text, file: url.lastPathComponent, handlerKind: handlerKind)
     }
 

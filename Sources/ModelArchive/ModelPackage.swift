@@ -85,7 +85,7 @@ public struct ModelPackage: Sendable {
         entries.append(PackageEntry(path: request.serializedFile.lastPathComponent, source: .file(request.serializedFile)))
 
         let configName = request.configFile?.lastPathComponent ?? ModelConfig.defaultFileName
-        let configText = try request.configFile.map { try FileIO.readText($0, role: "config file") }
+        let configText = try request.configFile.map { try FileIO.readText($0, role: "config file", maxBytes: YAMLDocument.maxBytes) }
         let definition = try handler.modelDefinition(configText: configText, configName: configName)
         if let definition {
             entries.append(PackageEntry(path: configName, source: .bytes(Data(definition.text.utf8))))

@@ -145,7 +145,7 @@ final class TarParser {
         case .header where block.isEmpty:
             return  // no end-of-archive blocks; tolerated, as GNU tar does
         default:
-            let at = currentEntry.map { " in entry \"\($0)\"" } ?? ""
+            let at = currentEntry.map { " in entry \"\(Excerpt.of($0))\"" } ?? ""
             throw ArchiveError.corrupt(path: sink.archivePath, detail: "the tar data is cut short\(at)")
         }
     }
@@ -184,20 +184,24 @@ final class TarParser {
         if let longLinkName { linkName = longLinkName }
         if let paxLinkPath { linkName = paxLinkPath }
         guard let headerSize = number(block[124..<136]), headerSize >= 0 else {
-            throw corrupt("the tar header of \"\(name)\" has a damaged size field")
+            throw corrupt("the tar header of \"\(Excerpt.of(name))\" has a damaged size field")
         }
+        // Sizes come from the archive (octal, GNU base-256 or pax, up to Int64.max): each use below
+        // checks the size against a limit first, and the skip arithmetic reports overflow.
         let size = paxSize ?? headerSize
-        let padding = Int((512 - size % 512) % 512)
+        let padding = (512 - Int(size % 512)) % 512
 
         switch type {
         case UInt8(ascii: "x"), UInt8(ascii: "L"), UInt8(ascii: "K"):
-            guard size <= 1 << 20 else { throw corrupt("a tar metadata header is over 1 MiB") }
-            try sink.account(Int(size), entry: "(tar metadata)")
-            state = size > 0 ? .metadata(kind: type, remaining: Int(size), padding: padding) : .header
+            guard size <= Self.maxMetadataSize, let length = Int(exactly: size) else {
+                throw corrupt("a tar metadata header is over 1 MiB")
+            }
+            try sink.account(size, entry: "(tar metadata)")
+            state = length > 0 ? .metadata(kind: type, remaining: length, padding: padding) : .header
             return
         case UInt8(ascii: "g"), UInt8(ascii: "V"):
-            try sink.account(Int(min(size, Int64(Int.max))), entry: "(tar metadata)")
-            state = size > 0 ? .skip(remaining: size + Int64(padding)) : .header
+            try sink.account(size, entry: "(tar metadata)")
+            state = try skipping(size, padding: padding, entry: "(tar metadata)")
             return
         default:
             break
@@ -212,6 +216,7 @@ final class TarParser {
                 state = .header
                 return
             }
+            try sink.checkDeclaredSize(size, entry: name)
             output = try sink.createFile(components, entry: name)
             if size > 0 {
                 state = .fileData(remaining: size, padding: padding)
@@ -222,8 +227,8 @@ final class TarParser {
             }
         case UInt8(ascii: "5"):
             try sink.makeDirectory(try sink.components(of: name), entry: name)
-            try sink.account(Int(min(size, Int64(Int.max))), entry: name)
-            state = size > 0 ? .skip(remaining: size + Int64(padding)) : .header
+            try sink.account(size, entry: name)
+            state = try skipping(size, padding: padding, entry: name)
         case UInt8(ascii: "1"):
             throw sink.refuse(name, .hardLink(target: linkName))
         case UInt8(ascii: "2"):
@@ -232,8 +237,19 @@ final class TarParser {
             throw sink.refuse(name, .specialFile)
         default:
             throw ArchiveError.unsupported(path: sink.archivePath, entry: name,
-                                           detail: "tar entry type \"\(Character(Unicode.Scalar(type)))\"")
+                                           detail: "tar entry type \"\(Excerpt.of(String(Unicode.Scalar(type))))\"")
         }
+    }
+
+    /// Metadata entries (pax headers, GNU long names) are read into memory, so they are capped.
+    static let maxMetadataSize: Int64 = 1 << 20
+
+    /// The state that skips `size` data bytes and their padding to the next 512-byte block.
+    private func skipping(_ size: Int64, padding: Int, entry: String) throws -> State {
+        guard size > 0 else { return .header }
+        let (remaining, overflow) = size.addingReportingOverflow(Int64(padding))
+        guard !overflow else { throw corrupt("entry \"\(Excerpt.of(entry))\" declares a size of \(size) bytes, past any file") }
+        return .skip(remaining: remaining)
     }
 
     private func applyMetadata(_ kind: UInt8) throws {
@@ -248,13 +264,17 @@ final class TarParser {
     }
 
     /// pax records: `"<length> <key>=<value>\n"`, the length counting the whole record.
+    ///
+    /// The length is the archive's word: it is checked to lie inside the header, after the space and
+    /// past the `=`, before any slice is taken.
     private func parsePax() throws {
         var index = 0
         while index < metadata.count {
-            guard let space = metadata[index...].firstIndex(of: UInt8(ascii: " ")),
+            guard let space = metadata[index...].firstIndex(of: UInt8(ascii: " ")), space - index <= 20,
                   let length = Int(String(decoding: metadata[index..<space], as: UTF8.self)),
-                  length > 0, index + length <= metadata.count,
-                  let equals = metadata[space..<(index + length)].firstIndex(of: UInt8(ascii: "=")) else {
+                  length > 0, length <= metadata.count - index, space < index + length,
+                  let equals = metadata[space..<(index + length)].firstIndex(of: UInt8(ascii: "=")),
+                  equals < index + length - 1 else {
                 if metadata[index...].allSatisfy({ $0 == 0 }) { return }
                 throw corrupt("a pax header is damaged")
             }

@@ -82,7 +82,7 @@ public struct TextClassifierSpec: Equatable, Sendable, Codable {
         var inputs: [ModelInput] = []
         for name in names {
             guard let input = ModelInput(rawValue: name), allowed.contains(input), !inputs.contains(input) else {
-                fields.fail("modelInputs", node, "has \"\(name)\"", expected: expected)
+                fields.fail("modelInputs", node, "has \"\(Excerpt.of(name))\"", expected: expected)
                 return nil
             }
             inputs.append(input)

@@ -1,13 +1,21 @@
 import Yams
 
 /// Errors and warnings collected while reading one YAML document.
+///
+/// Each list keeps its first ``maxIssues``; the rest are counted and summed up in one last issue,
+/// so a document with a million unknown keys gives a message of a few lines.
 final class ConfigDiagnostics {
-    var errors: [ConfigIssue] = []
-    var warnings: [ConfigIssue] = []
+    /// Issues kept per list (errors, warnings).
+    static let maxIssues = 20
+
+    private(set) var errors: [ConfigIssue] = []
+    private(set) var warnings: [ConfigIssue] = []
+    private var droppedErrors = 0
+    private var droppedWarnings = 0
 
     /// Errors in line order (issues without a line last), as a reader goes through the file.
-    var sortedErrors: [ConfigIssue] { Self.sorted(errors) }
-    var sortedWarnings: [ConfigIssue] { Self.sorted(warnings) }
+    var sortedErrors: [ConfigIssue] { Self.sorted(errors) + Self.summary(droppedErrors, "errors") }
+    var sortedWarnings: [ConfigIssue] { Self.sorted(warnings) + Self.summary(droppedWarnings, "warnings") }
 
     private static func sorted(_ issues: [ConfigIssue]) -> [ConfigIssue] {
         issues.enumerated().sorted { a, b in
@@ -15,34 +23,120 @@ final class ConfigDiagnostics {
         }.map(\.element)
     }
 
+    private static func summary(_ dropped: Int, _ noun: String) -> [ConfigIssue] {
+        dropped == 0 ? [] : [ConfigIssue(line: nil, key: "(document)", problem: "has \(dropped) more \(noun), not listed")]
+    }
+
     func error(_ key: String, line: Int?, _ problem: String, expected: String? = nil) {
-        errors.append(ConfigIssue(line: line, key: key, problem: problem, expected: expected))
+        append(ConfigIssue(line: line, key: Excerpt.of(key), problem: problem, expected: expected))
     }
 
     func warning(_ key: String, line: Int?, _ problem: String, expected: String? = nil) {
-        warnings.append(ConfigIssue(line: line, key: key, problem: problem, expected: expected))
+        guard warnings.count < Self.maxIssues else {
+            droppedWarnings += 1
+            return
+        }
+        warnings.append(ConfigIssue(line: line, key: Excerpt.of(key), problem: problem, expected: expected))
+    }
+
+    /// Records an error.
+    func append(_ issue: ConfigIssue) {
+        guard errors.count < Self.maxIssues else {
+            droppedErrors += 1
+            return
+        }
+        errors.append(issue)
     }
 }
 
 /// Parses YAML text into its root node, turning a syntax error into a ``ConfigIssue`` with its line.
+///
+/// Every YAML document this module reads (`model-config.yaml`, handler specs) goes through
+/// ``root(of:diagnostics:)``, which bounds it before and after Yams composes it: the text's size,
+/// nesting and aliases (``YAMLPreScan``), then the composed tree's depth and size with aliases
+/// expanded, so nothing downstream walks more than ``maxNodes`` nodes.
 enum YAMLDocument {
+    /// The largest document read: 1 MiB (real model definitions are a few hundred bytes).
+    static let maxBytes = 1 << 20
+    /// The deepest nesting of lists and mappings: 64 levels (real ones use 3). The lexical estimate
+    /// is checked against it before composing, the real depth after.
+    static let maxDepth = 64
+    /// Aliases (`*name`) in one document: 16. Each alias can copy a whole subtree under another,
+    /// so their number bounds how deep and large the composed tree can get.
+    static let maxAliases = 16
+    /// Nodes of the composed tree with every alias expanded: 100 000.
+    static let maxNodes = 100_000
+
     static func root(of text: String, diagnostics: ConfigDiagnostics) -> Node? {
+        let size = text.utf8.count
+        guard size <= maxBytes else {
+            diagnostics.error("(document)", line: nil, "is \(size) bytes, more than the \(maxBytes) read",
+                              expected: "a model definition of at most 1 MiB")
+            return nil
+        }
+        if let issue = YAMLPreScan.check(text, maxDepth: maxDepth, maxAliases: maxAliases) {
+            diagnostics.append(issue)
+            return nil
+        }
+        let root: Node?
         do {
-            return try Yams.compose(yaml: text)
+            root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
             switch error {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                  .composer(_, let problem, let mark, _):
-                diagnostics.error("(document)", line: mark.line, "is not valid YAML: \(problem)",
+                diagnostics.error("(document)", line: mark.line, "is not valid YAML: \(Excerpt.of(problem))",
                                   expected: "YAML `key: value` lines, two-space indentation")
             default:
-                diagnostics.error("(document)", line: nil, "is not valid YAML: \(error)", expected: "UTF-8 YAML text")
+                diagnostics.error("(document)", line: nil, "is not valid YAML: \(Excerpt.of("\(error)"))",
+                                  expected: "UTF-8 YAML text")
             }
             return nil
         } catch {
-            diagnostics.error("(document)", line: nil, "is not valid YAML: \(error)", expected: "UTF-8 YAML text")
+            diagnostics.error("(document)", line: nil, "is not valid YAML: \(Excerpt.of("\(error)"))",
+                              expected: "UTF-8 YAML text")
             return nil
         }
+        if let root, let issue = checkExpanded(root) {
+            diagnostics.append(issue)
+            return nil
+        }
+        return root
+    }
+
+    /// Walks the composed tree, aliases expanded, without recursion and stopping at the first
+    /// node past ``maxNodes`` or ``maxDepth``. Aliased nodes share storage, so composing a
+    /// "billion laughs" document is cheap; only walking it is not, and this walk stops early.
+    static func checkExpanded(_ root: Node, maxDepth: Int = maxDepth, maxNodes: Int = maxNodes) -> ConfigIssue? {
+        var pending: [(node: Node, depth: Int)] = [(root, 0)]
+        var count = 1
+        while let (node, depth) = pending.popLast() {
+            var children: [Node] = []
+            switch node {
+            case .scalar:
+                continue
+            case .sequence(let sequence):
+                children = Array(sequence.prefix(maxNodes + 1))
+            case .mapping(let mapping):
+                for (key, value) in mapping.prefix(maxNodes) {
+                    children.append(key)
+                    children.append(value)
+                }
+            }
+            if depth + 1 > maxDepth {
+                return ConfigIssue(line: node.mark?.line, key: "(document)",
+                                   problem: "nests lists and mappings more than \(maxDepth) levels deep (aliases expanded)",
+                                   expected: "at most \(maxDepth) levels of nesting")
+            }
+            count += children.count
+            if count > maxNodes {
+                return ConfigIssue(line: node.mark?.line, key: "(document)",
+                                   problem: "has more than \(maxNodes) values once its aliases (*name) are expanded",
+                                   expected: "a model definition of at most \(maxNodes) values; write fewer repeats")
+            }
+            pending.append(contentsOf: children.map { ($0, depth + 1) })
+        }
+        return nil
     }
 }
 
@@ -100,7 +194,7 @@ struct YAMLFields {
 
     func int(_ key: String, in range: ClosedRange<Int>) -> Int? {
         guard let node = presentValue(key) else { return nil }
-        guard node.tagName == .int, let value = node.int else {
+        guard node.tagName == .int, let value = Self.integer(node) else {
             fail(key, node, "is \(Self.render(node))", expected: "an integer from \(range.lowerBound) to \(range.upperBound)")
             return nil
         }
@@ -135,7 +229,7 @@ struct YAMLFields {
         let allowed = T.allCases.map(\.rawValue).joined(separator: " or ")
         guard let node = presentValue(key), let raw = string(key, expected: allowed) else { return nil }
         guard let value = T(rawValue: raw) else {
-            fail(key, node, "is \"\(raw)\"", expected: allowed)
+            fail(key, node, "is \"\(Excerpt.of(raw))\"", expected: allowed)
             return nil
         }
         return value
@@ -146,7 +240,7 @@ struct YAMLFields {
         let expected = "a file name inside the archive, such as index_to_name.json"
         guard let node = presentValue(key), let name = string(key, expected: expected) else { return nil }
         guard (try? EntryPath.components(of: name)) != nil else {
-            fail(key, node, "is \"\(name)\", which leaves the archive", expected: expected)
+            fail(key, node, "is \"\(Excerpt.of(name))\", which leaves the archive", expected: expected)
             return nil
         }
         return name
@@ -158,7 +252,7 @@ struct YAMLFields {
         guard let items = sequence(key, count: count, expected: expected) else { return nil }
         var values: [Int] = []
         for item in items {
-            guard item.tagName == .int, let value = item.int, range.contains(value) else {
+            guard item.tagName == .int, let value = Self.integer(item), range.contains(value) else {
                 fail(key, item, "has the item \(Self.render(item))", expected: expected)
                 return nil
             }
@@ -223,20 +317,61 @@ struct YAMLFields {
         diagnostics.error(prefix + key, line: node.mark?.line ?? line(of: key), problem, expected: expected)
     }
 
+    /// Items of a sequence that ``render(_:)`` shows before `…`.
+    static let renderedItems = 4
+
     /// A short rendering of a node for messages: `"abc"`, `12`, `[1, 2]`, `a mapping`.
+    ///
+    /// Bounded whatever the node: a scalar is cut to ``Excerpt/maxScalars`` characters; a sequence
+    /// shows at most ``renderedItems`` items, two levels deep, ``Excerpt/maxScalars`` characters in
+    /// all. `…` marks what was left out.
     static func render(_ node: Node) -> String {
+        guard case .sequence = node else { return render(node, levels: 0) }
+        return Excerpt.of(render(node, levels: 2))
+    }
+
+    private static func render(_ node: Node, levels: Int) -> String {
         switch node {
         case .scalar(let scalar):
             switch node.tagName {
             case .null: return "empty"
-            case .str: return "\"\(scalar.string)\""
-            default: return scalar.string
+            case .str: return "\"\(Excerpt.of(scalar.string))\""
+            default: return Excerpt.of(scalar.string)
             }
         case .sequence(let sequence):
-            return "[" + sequence.map { render($0) }.joined(separator: ", ") + "]"
+            guard levels > 0 else { return sequence.isEmpty ? "[]" : "[…]" }
+            var items = sequence.prefix(renderedItems).map { render($0, levels: levels - 1) }
+            if sequence.count > renderedItems { items.append("…") }
+            return "[" + items.joined(separator: ", ") + "]"
         case .mapping:
             return "a mapping"
         }
+    }
+
+    /// A node's integer value, as Yams reads `tag:yaml.org,2002:int` (decimal, `0x`, `0o`, `0b`,
+    /// `_` separators, YAML 1.1 sexagesimal `1:30`), or `nil` when it does not fit an `Int`.
+    ///
+    /// Yams' own sexagesimal conversion multiplies without overflow checks and traps on
+    /// `1:0:0:0:0:0:0:0:0:0:0:0`, so those are computed here.
+    static func integer(_ node: Node) -> Int? {
+        guard case .scalar(let scalar) = node else { return nil }
+        guard scalar.string.contains(":") else { return node.int }
+        guard scalar.style == .any || scalar.style == .plain else { return nil }
+        var digits = Substring(scalar.string.filter { $0 != "_" })
+        var negative = false
+        if digits.first == "-" || digits.first == "+" {
+            negative = digits.first == "-"
+            digits = digits.dropFirst()
+        }
+        var value = 0
+        for part in digits.split(separator: ":", omittingEmptySubsequences: false) {
+            guard let digit = Int(part, radix: 10), digit >= 0 else { return nil }
+            let (shifted, overflow) = value.multipliedReportingOverflow(by: 60)
+            let (sum, carry) = shifted.addingReportingOverflow(digit)
+            guard !overflow, !carry else { return nil }
+            value = sum
+        }
+        return negative ? -value : value
     }
 }
 

@@ -68,9 +68,14 @@ enum ZipExtractor {
             guard eocd >= 20, tail.u32(eocd - 20) == 0x0706_4B50 else {
                 throw corrupt("its ZIP64 end-of-central-directory locator is missing")
             }
+            // The locator's offset is the archive's word (up to 2^64 - 1): the record must end
+            // before the locator, checked without overflow.
             let recordOffset = tail.u64(eocd - 20 + 8)
-            guard recordOffset + 56 <= end - 20 else { throw corrupt("its ZIP64 end-of-central-directory record is out of place") }
-            let record = try file.read(count: 56, at: Int64(recordOffset))
+            let (recordEnd, overflow) = recordOffset.addingReportingOverflow(56)
+            guard !overflow, recordEnd <= end - 20, let recordStart = Int64(exactly: recordOffset) else {
+                throw corrupt("its ZIP64 end-of-central-directory record is out of place")
+            }
+            let record = try file.read(count: 56, at: recordStart)
             guard record.count == 56, record.u32(0) == 0x0606_4B50 else {
                 throw corrupt("its ZIP64 end-of-central-directory record is missing")
             }
@@ -79,15 +84,17 @@ enum ZipExtractor {
             offset = record.u64(48)
             end = recordOffset
         }
-        if count > UInt64(limits.maxEntryCount) {
+        guard let entryCount = Int(exactly: count), entryCount <= limits.maxEntryCount else {
             throw ArchiveError.tooManyEntries(path: path, limit: limits.maxEntryCount)
         }
-        guard size <= 256 << 20, offset <= end, size <= end - offset, size >= count * 46 else {
+        let (smallestSize, overflow) = count.multipliedReportingOverflow(by: 46)
+        guard size <= maxCentralDirectorySize, offset <= end, size <= end - offset, !overflow, size >= smallestSize,
+              let byteCount = Int(exactly: size), let start = Int64(exactly: offset) else {
             throw corrupt("its central directory lies outside the file")
         }
-        let bytes = try file.read(count: Int(size), at: Int64(offset))
-        guard bytes.count == Int(size) else { throw corrupt("its central directory is cut short") }
-        return (bytes, Int(count), offset)
+        let bytes = try file.read(count: byteCount, at: start)
+        guard bytes.count == byteCount else { throw corrupt("its central directory is cut short") }
+        return (bytes, entryCount, offset)
     }
 
     private static func record(in bytes: [UInt8], at offset: inout Int, file: InputFile, sink: ExtractionSink) throws -> Record {
@@ -170,13 +177,25 @@ enum ZipExtractor {
         return record
     }
 
-    /// A symbolic link's target, for the refusal message; stored links only.
+    /// The central directory is read into memory whole, so it is capped (about 1.4 million records).
+    private static let maxCentralDirectorySize: UInt64 = 256 << 20
+
+    /// A symbolic link's target, for the refusal message; stored links only, `"?"` when the
+    /// archive's offsets do not lead to it (the link is refused either way).
     private static func symbolicLinkTarget(_ file: InputFile, _ headerOffset: UInt64, _ size: UInt64, _ method: UInt16) throws -> String {
-        guard method == 0, size <= 4096, let header = try? file.read(count: 30, at: Int64(headerOffset)),
-              header.count == 30, header.u32(0) == 0x0403_4B50 else { return "?" }
-        let start = headerOffset + 30 + UInt64(header.u16(26)) + UInt64(header.u16(28))
-        let target = try file.read(count: Int(size), at: Int64(start))
+        guard method == 0, size <= 4096, let headerStart = Int64(exactly: headerOffset),
+              let header = try? file.read(count: 30, at: headerStart),
+              header.count == 30, header.u32(0) == 0x0403_4B50,
+              let start = dataStart(headerStart, header), let count = Int(exactly: size) else { return "?" }
+        let target = try file.read(count: count, at: start)
         return String(decoding: target, as: UTF8.self)
+    }
+
+    /// Where an entry's data begins: after the 30-byte local header, its name and its extra field;
+    /// `nil` when that passes `Int64.max`.
+    private static func dataStart(_ headerOffset: Int64, _ header: [UInt8]) -> Int64? {
+        let (start, overflow) = headerOffset.addingReportingOverflow(30 + Int64(header.u16(26)) + Int64(header.u16(28)))
+        return overflow ? nil : start
     }
 
     /// Finds each entry's data, checks it lies inside the file and that no two entries share bytes,
@@ -187,19 +206,23 @@ enum ZipExtractor {
         var spans: [(start: UInt64, end: UInt64, name: String)] = []
         for index in records.indices where !records[index].isDirectory {
             let record = records[index]
-            let header = try file.read(count: 30, at: Int64(min(record.localHeaderOffset, UInt64(Int64.max))))
-            guard header.count == 30, header.u32(0) == 0x0403_4B50 else {
-                throw ArchiveError.corrupt(path: path, detail: "the local header of \"\(record.name)\" is missing")
+            let name = Excerpt.of(record.name)
+            guard let headerOffset = Int64(exactly: record.localHeaderOffset),
+                  case let header = try file.read(count: 30, at: headerOffset),
+                  header.count == 30, header.u32(0) == 0x0403_4B50 else {
+                throw ArchiveError.corrupt(path: path, detail: "the local header of \"\(name)\" is missing")
             }
-            let start = record.localHeaderOffset + 30 + UInt64(header.u16(26)) + UInt64(header.u16(28))
-            let (end, overflow) = start.addingReportingOverflow(record.compressedSize)
-            guard !overflow, end <= directoryOffset else {
-                throw ArchiveError.corrupt(path: path, detail: "the data of \"\(record.name)\" runs past the end of the file")
+            guard let start = dataStart(headerOffset, header).map(UInt64.init),
+                  case let (end, overflow) = start.addingReportingOverflow(record.compressedSize),
+                  !overflow, end <= directoryOffset else {
+                throw ArchiveError.corrupt(path: path, detail: "the data of \"\(name)\" runs past the end of the file")
             }
             records[index].dataStart = start
             spans.append((record.localHeaderOffset, end, record.name))
+            // Each declared size is capped at Int64.max and the sum is checked after every add, so
+            // it stays below 2^64.
             declaredTotal += min(record.uncompressedSize, UInt64(Int64.max))
-            if declaredTotal > UInt64(sink.limits.maxTotalBytes) {
+            if declaredTotal > UInt64(clamping: sink.limits.maxTotalBytes) {
                 throw ArchiveError.tooLarge(path: path, entry: record.name, limit: sink.limits.maxTotalBytes)
             }
         }
@@ -214,6 +237,7 @@ enum ZipExtractor {
     private static func extractFile(_ record: Record, from file: InputFile, into sink: ExtractionSink) throws {
         let path = sink.archivePath
         let name = record.name
+        let shown = Excerpt.of(name)
         let output = try sink.createFile(record.components, entry: name)
         var crc = CRC32()
         var produced: Int64 = 0
@@ -221,7 +245,7 @@ enum ZipExtractor {
             produced += Int64(bytes.count)
             if UInt64(produced) > record.uncompressedSize {
                 throw ArchiveError.corrupt(
-                    path: path, detail: "entry \"\(name)\" unpacks to more than the \(record.uncompressedSize) bytes it declares")
+                    path: path, detail: "entry \"\(shown)\" unpacks to more than the \(record.uncompressedSize) bytes it declares")
             }
             try sink.account(bytes.count, entry: name)
             crc.update(bytes)
@@ -239,7 +263,7 @@ enum ZipExtractor {
                 let read = try chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
                     try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: Int64(offset))
                 }
-                guard read == count else { throw ArchiveError.corrupt(path: path, detail: "entry \"\(name)\" is cut short") }
+                guard read == count else { throw ArchiveError.corrupt(path: path, detail: "entry \"\(shown)\" is cut short") }
                 offset += UInt64(count)
                 if let inflater {
                     try inflater.feed(&chunk, output: write)
@@ -250,17 +274,17 @@ enum ZipExtractor {
                 }
             }
             if let inflater, !inflater.reachedEnd, try !inflater.finish(output: write) {
-                throw ArchiveError.corrupt(path: path, detail: "the compressed data of \"\(name)\" is cut short")
+                throw ArchiveError.corrupt(path: path, detail: "the compressed data of \"\(shown)\" is cut short")
             }
         } catch is Inflater.Refusal {
-            throw ArchiveError.corrupt(path: path, detail: "the compressed data of \"\(name)\" is damaged")
+            throw ArchiveError.corrupt(path: path, detail: "the compressed data of \"\(shown)\" is damaged")
         }
         guard UInt64(produced) == record.uncompressedSize else {
             throw ArchiveError.corrupt(
-                path: path, detail: "entry \"\(name)\" unpacks to \(produced) bytes, not the \(record.uncompressedSize) it declares")
+                path: path, detail: "entry \"\(shown)\" unpacks to \(produced) bytes, not the \(record.uncompressedSize) it declares")
         }
         guard crc.value == record.crc else {
-            throw ArchiveError.corrupt(path: path, detail: "entry \"\(name)\" fails its CRC-32 check")
+            throw ArchiveError.corrupt(path: path, detail: "entry \"\(shown)\" fails its CRC-32 check")
         }
         try output.close()
     }

@@ -72,11 +72,55 @@ enum ZipBuilder {
     static func put32(_ value: UInt32, into bytes: inout [UInt8], at offset: Int) {
         for index in 0..<4 { bytes[offset + index] = UInt8((value >> (8 * UInt32(index))) & 0xFF) }
     }
+
+    /// Little-endian bytes of `value`, `width` of them.
+    static func le(_ value: UInt64, _ width: Int) -> [UInt8] {
+        (0..<width).map { UInt8((value >> (8 * UInt64($0))) & 0xFF) }
+    }
+
+    /// One stored entry in a zip written byte by byte, so that any field (offsets, ZIP64 extras,
+    /// made-by host and mode) can hold what an attacker writes.
+    struct RawEntry {
+        var name: String
+        var data: [UInt8]
+        /// Version made by; `3 << 8` is Unix, whose mode is the external attributes' high 16 bits.
+        var madeBy: UInt16 = 3 << 8 | 20
+        var externalAttributes: UInt32 = 0o100644 << 16
+        /// The central directory's local-header offset field; `nil` writes the real offset.
+        var offsetField: UInt32?
+        /// The central directory record's extra field.
+        var extra: [UInt8] = []
+    }
+
+    /// A zip of stored entries, with the end-of-central-directory record last (no comment).
+    static func raw(_ entries: [RawEntry]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var central: [UInt8] = []
+        for entry in entries {
+            let name = Array(entry.name.utf8)
+            var crc = CRC32()
+            entry.data.withUnsafeBytes { crc.update($0) }
+            let offset = UInt64(bytes.count)
+            let sizes = le(UInt64(crc.value), 4) + le(UInt64(entry.data.count), 4) + le(UInt64(entry.data.count), 4)
+            bytes += le(0x0403_4B50, 4) + le(20, 2) + le(0, 2) + le(0, 2) + le(0, 4) + sizes
+                + le(UInt64(name.count), 2) + le(0, 2) + name + entry.data
+            central += le(0x0201_4B50, 4) + le(UInt64(entry.madeBy), 2) + le(20, 2) + le(0, 2) + le(0, 2) + le(0, 4) + sizes
+                + le(UInt64(name.count), 2) + le(UInt64(entry.extra.count), 2) + le(0, 2) + le(0, 2) + le(0, 2)
+                + le(UInt64(entry.externalAttributes), 4) + le(UInt64(entry.offsetField ?? UInt32(offset)), 4)
+                + name + entry.extra
+        }
+        let directoryOffset = UInt64(bytes.count)
+        return bytes + central + le(0x0605_4B50, 4) + le(0, 2) + le(0, 2) + le(UInt64(entries.count), 2)
+            + le(UInt64(entries.count), 2) + le(UInt64(central.count), 4) + le(directoryOffset, 4) + le(0, 2)
+    }
 }
 
 /// Builds tar streams byte by byte, so any header an attacker writes can be written.
 enum TarBuilder {
-    static func header(_ name: String, size: Int = 0, type: Character = "0", link: String = "") -> [UInt8] {
+    /// A ustar header; `sizeField` replaces the octal size with raw bytes (GNU base-256: `0x80` first).
+    static func header(
+        _ name: String, size: Int = 0, type: Character = "0", link: String = "", sizeField: [UInt8]? = nil
+    ) -> [UInt8] {
         var block = [UInt8](repeating: 0, count: 512)
         func put(_ string: String, at offset: Int) {
             for (index, byte) in string.utf8.enumerated() { block[offset + index] = byte }
@@ -86,6 +130,7 @@ enum TarBuilder {
         put("0000000", at: 108)
         put("0000000", at: 116)
         put(String(format: "%011o", size), at: 124)
+        if let sizeField { block.replaceSubrange(124..<(124 + sizeField.count), with: sizeField) }
         put("00000000000", at: 136)
         put("        ", at: 148)
         block[156] = type.asciiValue!
@@ -105,6 +150,14 @@ enum TarBuilder {
     }
 
     static let end = [UInt8](repeating: 0, count: 1024)
+
+    /// A pax record, `"<length> <key>=<value>\n"`, the length counting the whole record.
+    static func paxRecord(_ key: String, _ value: String) -> String {
+        let body = " \(key)=\(value)\n"
+        var length = body.utf8.count + 1
+        while String(length).utf8.count + body.utf8.count != length { length += 1 }
+        return "\(length)\(body)"
+    }
 
     static func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
         var buffer = ByteBuffer(bytes: bytes)
