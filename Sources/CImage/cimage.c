@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -19,17 +20,66 @@ static void set_message(char *err, size_t errlen, const char *message) {
 
 void cimage_free(void *pointer) { free(pointer); }
 
-/* Allocates the RGB output after the size check; NULL on overflow or out of memory. */
-static uint8_t *allocate_rgb(uint32_t width, uint32_t height) {
-    uint64_t bytes = (uint64_t)width * (uint64_t)height * 3u;
-    if (bytes == 0 || bytes > (uint64_t)SIZE_MAX) {
-        return NULL;
-    }
-    return malloc((size_t)bytes);
+/* a * b, or 0 when the product does not fit a size_t. Every size derived from an image header
+   goes through here. */
+static size_t checked_mul(size_t a, size_t b) {
+    size_t product;
+    return __builtin_mul_overflow(a, b, &product) ? 0 : product;
 }
 
+/* The bytes of a width x height RGB8 image; 0 when that does not fit a size_t. */
+static size_t rgb_bytes(uint32_t width, uint32_t height) {
+    return checked_mul(checked_mul(width, height), 3u);
+}
+
+/* Allocates the RGB output after the size check; NULL when empty, on overflow or out of memory. */
+static uint8_t *allocate_rgb(uint32_t width, uint32_t height) {
+    size_t bytes = rgb_bytes(width, height);
+    return bytes == 0 ? NULL : malloc(bytes);
+}
+
+/* Both sides are at most 2^32 - 1, so the product fits 64 bits. */
 static int exceeds_limit(uint32_t width, uint32_t height, uint64_t max_pixels) {
     return (uint64_t)width * (uint64_t)height > max_pixels;
+}
+
+/* ----------------------------------------------------------------------------------------- time */
+
+static uint64_t monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* A decode's time budget; the clock is read once per CIMAGE_CLOCK_CHECK_WORK units of work. */
+typedef struct {
+    uint64_t budget_ns; /* 0: none */
+    uint64_t start_ns;
+    uint64_t pending_work;
+} budget_clock;
+
+static void budget_start(budget_clock *clock, uint64_t budget_ns) {
+    clock->budget_ns = budget_ns;
+    clock->start_ns = budget_ns == 0 ? 0 : monotonic_ns();
+    clock->pending_work = 0;
+}
+
+/* Adds work done; nonzero when the clock was read and the budget is spent. */
+static int budget_spent(budget_clock *clock, uint64_t work) {
+    if (clock->budget_ns == 0) {
+        return 0;
+    }
+    clock->pending_work += work;
+    if (clock->pending_work < CIMAGE_CLOCK_CHECK_WORK) {
+        return 0;
+    }
+    clock->pending_work = 0;
+    return monotonic_ns() - clock->start_ns >= clock->budget_ns;
+}
+
+static void format_budget_message(char *message, size_t size, const char *format_name, const budget_clock *clock) {
+    snprintf(message, size, "%s decoding took longer than its time budget of %.3f ms and was abandoned",
+             format_name, (double)clock->budget_ns / 1e6);
 }
 
 /* ------------------------------------------------------------------------------------------ PNG */
@@ -48,8 +98,8 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     /* owned while decoding; released on every path */
-    png_bytep *rows;
     uint8_t *pixels;
+    budget_clock clock;
 } png_context;
 
 static void png_on_error(png_structp png, png_const_charp message) {
@@ -77,6 +127,16 @@ static void png_fail(png_structp png, png_context *context, cimage_status status
     png_error(png, message);
 }
 
+static void png_check_budget(png_structp png, png_context *context, uint64_t work) {
+    if (budget_spent(&context->clock, work)) {
+        char message[160];
+        format_budget_message(message, sizeof message, "PNG", &context->clock);
+        png_fail(png, context, CIMAGE_DEADLINE, message);
+    }
+}
+
+/* Every chunk header, chunk body and IDAT piece comes through here, so time spent on many small
+   chunks is checked as well as time spent on rows. */
 static void png_read_memory(png_structp png, png_bytep destination, png_size_t length) {
     png_context *context = png_get_io_ptr(png);
     if (length > context->len - context->offset) {
@@ -84,6 +144,25 @@ static void png_read_memory(png_structp png, png_bytep destination, png_size_t l
     }
     memcpy(destination, context->data + context->offset, length);
     context->offset += length;
+    /* A read costs more than its bytes: count each as 256 bytes at least. */
+    png_check_budget(png, context, (uint64_t)length + 256u);
+}
+
+/* The width and height in the IHDR chunk, which must come first; 0 when it is not there. */
+static int png_peek_size(const uint8_t *data, size_t len, uint32_t *width, uint32_t *height) {
+    /* signature (8), length (4) = 13, "IHDR" (4), width (4), height (4) */
+    static const uint8_t ihdr[8] = {0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    if (len < 24 || memcmp(data + 8, ihdr, sizeof ihdr) != 0) {
+        return 0;
+    }
+    *width = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
+    *height = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
+    return 1;
+}
+
+static void png_too_large_message(char *message, size_t size, uint32_t width, uint32_t height, uint64_t max_pixels) {
+    snprintf(message, size, "PNG declares %ux%u pixels, more than the limit of %llu", width, height,
+             (unsigned long long)max_pixels);
 }
 
 /* Runs between setjmp and the end of decoding; any libpng failure longjmps out of it. */
@@ -94,10 +173,10 @@ static void png_decode_body(png_structp png, png_infop info, png_context *contex
     png_uint_32 height = png_get_image_height(png, info);
     out->width = width;
     out->height = height;
+    /* Checked from the raw IHDR before libpng ran; this covers an IHDR libpng read otherwise. */
     if (exceeds_limit(width, height, max_pixels)) {
         char message[160];
-        snprintf(message, sizeof message, "PNG declares %ux%u pixels, more than the limit of %llu", width, height,
-                 (unsigned long long)max_pixels);
+        png_too_large_message(message, sizeof message, width, height, max_pixels);
         png_fail(png, context, CIMAGE_TOO_LARGE, message);
     }
 
@@ -108,28 +187,34 @@ static void png_decode_body(png_structp png, png_infop info, png_context *contex
     png_set_strip_16(png);
     png_set_strip_alpha(png);
     png_set_gray_to_rgb(png);
-    png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
-    if (png_get_bit_depth(png, info) != 8 || png_get_channels(png, info) != 3 ||
-        png_get_rowbytes(png, info) != (png_size_t)width * 3u) {
+    size_t stride = checked_mul(width, 3u);
+    if (png_get_bit_depth(png, info) != 8 || png_get_channels(png, info) != 3 || stride == 0 ||
+        png_get_rowbytes(png, info) != stride) {
         png_fail(png, context, CIMAGE_CORRUPT, "PNG could not be converted to 8-bit RGB");
     }
 
+    /* Not touched before rows are decoded into it, so a file without its pixel data does not
+       make this memory resident. */
     context->pixels = allocate_rgb(width, height);
-    context->rows = malloc(sizeof(png_bytep) * (size_t)height);
-    if (context->pixels == NULL || context->rows == NULL) {
+    if (context->pixels == NULL) {
         png_fail(png, context, CIMAGE_OUT_OF_MEMORY, "out of memory for the decoded PNG");
     }
-    for (png_uint_32 y = 0; y < height; y++) {
-        context->rows[y] = context->pixels + (size_t)y * width * 3u;
+    /* What png_read_image does, a row at a time so that the budget is checked between rows: every
+       interlace pass over every row. y * stride < width * height * 3, which allocate_rgb found to
+       fit. Trailing chunks after the image data are not needed. */
+    for (int pass = 0; pass < passes; pass++) {
+        for (png_uint_32 y = 0; y < height; y++) {
+            png_read_row(png, context->pixels + (size_t)y * stride, NULL);
+            png_check_budget(png, context, width);
+        }
     }
-    /* Reads every interlace pass; trailing chunks after the image data are not needed. */
-    png_read_image(png, context->rows);
 }
 
-cimage_status cimage_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, cimage_rgb8 *out,
-                                char *err, size_t errlen) {
+cimage_status cimage_decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, uint64_t budget_ns,
+                                cimage_rgb8 *out, char *err, size_t errlen) {
     set_message(err, errlen, "");
     if (out == NULL || (data == NULL && len > 0)) {
         set_message(err, errlen, "invalid argument");
@@ -140,6 +225,25 @@ cimage_status cimage_decode_png(const uint8_t *data, size_t len, uint64_t max_pi
         set_message(err, errlen, len < 8 ? "too short for a PNG signature" : "no PNG signature");
         return len < 8 && len > 0 && png_sig_cmp(data, 0, len) == 0 ? CIMAGE_TRUNCATED : CIMAGE_UNSUPPORTED;
     }
+    /* The size is refused from the raw header, before libpng reads a single chunk. */
+    uint32_t declared_width = 0;
+    uint32_t declared_height = 0;
+    if (png_peek_size(data, len, &declared_width, &declared_height) &&
+        exceeds_limit(declared_width, declared_height, max_pixels)) {
+        out->width = declared_width;
+        out->height = declared_height;
+        char message[160];
+        png_too_large_message(message, sizeof message, declared_width, declared_height, max_pixels);
+        set_message(err, errlen, message);
+        return CIMAGE_TOO_LARGE;
+    }
+    if (declared_width > CIMAGE_PNG_MAX_SIDE || declared_height > CIMAGE_PNG_MAX_SIDE) {
+        char message[160];
+        snprintf(message, sizeof message, "PNG declares %ux%u pixels; sides longer than %u are not supported",
+                 declared_width, declared_height, CIMAGE_PNG_MAX_SIDE);
+        set_message(err, errlen, message);
+        return CIMAGE_UNSUPPORTED;
+    }
 
     png_context context;
     memset(&context, 0, sizeof context);
@@ -148,6 +252,7 @@ cimage_status cimage_decode_png(const uint8_t *data, size_t len, uint64_t max_pi
     context.errlen = errlen;
     context.data = data;
     context.len = len;
+    budget_start(&context.clock, budget_ns);
 
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &context, png_on_error, png_on_warning);
     if (png == NULL) {
@@ -163,12 +268,17 @@ cimage_status cimage_decode_png(const uint8_t *data, size_t len, uint64_t max_pi
 
     if (setjmp(context.jump) == 0) {
         png_set_read_fn(png, &context, png_read_memory);
-        /* The pixel limit is ours; lift libpng's own 1,000,000 x 1,000,000 default. */
-        png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+        /* Both checked above from the raw IHDR; libpng checks its own copy again. */
+        png_set_user_limits(png, CIMAGE_PNG_MAX_SIDE, CIMAGE_PNG_MAX_SIDE);
+        png_set_chunk_malloc_max(png, CIMAGE_PNG_CHUNK_MALLOC_MAX);
+        png_set_chunk_cache_max(png, CIMAGE_PNG_CHUNK_CACHE_MAX);
+        /* Skip every chunk but IHDR, PLTE, tRNS, IDAT and IEND unread: a negative count names
+           all the ancillary chunks libpng knows, and the default covers unknown ones. None of
+           them changes the pixels we return (no gamma, no colour management, no background). */
+        png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
         png_decode_body(png, info, &context, max_pixels, out);
     }
     png_destroy_read_struct(&png, &info, NULL);
-    free(context.rows);
     if (context.status != CIMAGE_OK) {
         free(context.pixels);
         out->pixels = NULL;
@@ -205,14 +315,14 @@ static void png_write_memory(png_structp png, png_bytep source, png_size_t lengt
 
 static void png_flush_memory(png_structp png) { (void)png; }
 
+/* stride is width * channels, checked by the caller. */
 static void png_encode_body(png_structp png, png_infop info, const uint8_t *pixels, uint32_t width,
-                            uint32_t height, uint32_t channels, int compression_level) {
+                            uint32_t height, uint32_t channels, size_t stride, int compression_level) {
     png_set_write_fn(png, png_get_io_ptr(png), png_write_memory, png_flush_memory);
     png_set_compression_level(png, compression_level);
     png_set_IHDR(png, info, width, height, 8, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    size_t stride = (size_t)width * channels;
     for (uint32_t y = 0; y < height; y++) {
         /* libpng's row pointer is not const, but it does not write through it. */
         png_write_row(png, (png_const_bytep)(pixels + (size_t)y * stride));
@@ -220,9 +330,9 @@ static void png_encode_body(png_structp png, png_infop info, const uint8_t *pixe
     png_write_end(png, NULL);
 }
 
-cimage_status cimage_encode_png(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
-                                int compression_level, uint8_t **out_data, size_t *out_len, char *err,
-                                size_t errlen) {
+cimage_status cimage_encode_png(const uint8_t *pixels, size_t pixels_len, uint32_t width, uint32_t height,
+                                uint32_t channels, int compression_level, uint8_t **out_data, size_t *out_len,
+                                char *err, size_t errlen) {
     set_message(err, errlen, "");
     if (out_data == NULL || out_len == NULL) {
         set_message(err, errlen, "invalid argument");
@@ -240,6 +350,15 @@ cimage_status cimage_encode_png(const uint8_t *pixels, uint32_t width, uint32_t 
     }
     if (compression_level < 0 || compression_level > 9) {
         set_message(err, errlen, "PNG compression level must be 0...9");
+        return CIMAGE_INVALID_ARGUMENT;
+    }
+    size_t stride = checked_mul(width, channels);
+    size_t expected_len = checked_mul(stride, height);
+    if (expected_len == 0 || pixels_len != expected_len) {
+        char message[160];
+        snprintf(message, sizeof message, "%ux%u with %u channels needs %zu bytes of pixels, got %zu", width,
+                 height, channels, expected_len, pixels_len);
+        set_message(err, errlen, expected_len == 0 ? "PNG dimensions are too large for memory" : message);
         return CIMAGE_INVALID_ARGUMENT;
     }
 
@@ -262,7 +381,7 @@ cimage_status cimage_encode_png(const uint8_t *pixels, uint32_t width, uint32_t 
     }
     if (setjmp(context.jump) == 0) {
         png_set_write_fn(png, &context, png_write_memory, png_flush_memory);
-        png_encode_body(png, info, pixels, width, height, channels, compression_level);
+        png_encode_body(png, info, pixels, width, height, channels, stride, compression_level);
     }
     png_destroy_write_struct(&png, &info);
     if (context.status != CIMAGE_OK) {
@@ -285,7 +404,67 @@ typedef struct {
     char *err;
     size_t errlen;
     uint8_t *pixels;
+    /* bounds, checked in the progress monitor */
+    struct jpeg_progress_mgr progress;
+    const uint8_t *data;
+    size_t len;
+    uint32_t max_scans; /* 0 until the header is read */
+    budget_clock clock;
+    cimage_rgb8 *out;
 } jpeg_context;
+
+uint32_t cimage_jpeg_max_scans(uint32_t width, uint32_t height) {
+    uint64_t pixels = (uint64_t)width * (uint64_t)height;
+    if (pixels == 0) {
+        return CIMAGE_JPEG_MAX_SCANS;
+    }
+    uint64_t scans = CIMAGE_JPEG_MAX_PIXEL_SCANS / pixels;
+    if (scans > CIMAGE_JPEG_MAX_SCANS) {
+        return CIMAGE_JPEG_MAX_SCANS;
+    }
+    return scans < CIMAGE_JPEG_MIN_SCANS ? CIMAGE_JPEG_MIN_SCANS : (uint32_t)scans;
+}
+
+static int jpeg_is_rst(uint8_t marker) { return marker >= 0xD0 && marker <= 0xD7; }
+
+/* The SOS markers in a JPEG, for the message of a refused one: walks the marker segments from SOI
+   to EOI, skipping each scan's entropy-coded data up to the next marker (0xFF followed by
+   neither a stuffed 0x00 nor a restart marker). Linear in len. */
+static uint32_t jpeg_count_scans(const uint8_t *data, size_t len) {
+    uint32_t scans = 0;
+    size_t i = 2;
+    while (i + 1 < len) {
+        if (data[i] != 0xFF || data[i + 1] == 0xFF) {
+            i++; /* stray byte or fill byte */
+            continue;
+        }
+        uint8_t marker = data[i + 1];
+        i += 2;
+        if (marker == 0xD9) {
+            break;
+        }
+        if (marker == 0x00 || marker == 0x01 || marker == 0xD8 || jpeg_is_rst(marker)) {
+            continue; /* no length */
+        }
+        if (i + 1 >= len) {
+            break;
+        }
+        size_t length = (size_t)data[i] << 8 | data[i + 1];
+        if (length < 2 || length > len - i) {
+            break;
+        }
+        i += length;
+        if (marker == 0xDA) {
+            if (scans < UINT32_MAX) {
+                scans++;
+            }
+            while (i + 1 < len && !(data[i] == 0xFF && data[i + 1] != 0x00 && !jpeg_is_rst(data[i + 1]))) {
+                i++;
+            }
+        }
+    }
+    return scans;
+}
 
 static void jpeg_fail(j_common_ptr cinfo, cimage_status status) {
     jpeg_context *context = (jpeg_context *)cinfo->err;
@@ -318,6 +497,41 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
 
 static void jpeg_on_output(j_common_ptr cinfo) { (void)cinfo; }
 
+/* Fails with our own status and message; unwinds like jpeg_on_error. */
+static void jpeg_refuse(jpeg_context *context, cimage_status status, const char *message) {
+    if (context->status == CIMAGE_OK) {
+        context->status = status;
+        set_message(context->err, context->errlen, message);
+    }
+    longjmp(context->jump, 1);
+}
+
+/* libjpeg calls this before absorbing each iMCU row of each scan of a multi-scan file (and at
+   each SOS), and once per jpeg_read_scanlines call: where the scan cap and the time budget are
+   enforced. Unwinding from here is as safe as from error_exit: the decompressor is only
+   destroyed afterwards. */
+static void jpeg_on_progress(j_common_ptr cinfo) {
+    struct jpeg_decompress_struct *dinfo = (struct jpeg_decompress_struct *)cinfo;
+    jpeg_context *context = (jpeg_context *)cinfo->err;
+    uint32_t scan = dinfo->input_scan_number > 0 ? (uint32_t)dinfo->input_scan_number : 0;
+    if (context->max_scans != 0 && scan > context->max_scans) {
+        uint32_t counted = jpeg_count_scans(context->data, context->len);
+        uint32_t scans = counted > scan ? counted : scan;
+        context->out->scans = scans;
+        context->out->max_scans = context->max_scans;
+        char message[200];
+        snprintf(message, sizeof message, "JPEG has %u scans, more than the %u allowed for a %ux%u image",
+                 scans, context->max_scans, dinfo->image_width, dinfo->image_height);
+        jpeg_refuse(context, CIMAGE_TOO_COMPLEX, message);
+    }
+    /* A call covers up to an iMCU row (8 or 16 rows) of one scan, or one output row. */
+    if (budget_spent(&context->clock, (uint64_t)dinfo->image_width + 64u)) {
+        char message[160];
+        format_budget_message(message, sizeof message, "JPEG", &context->clock);
+        jpeg_refuse(context, CIMAGE_DEADLINE, message);
+    }
+}
+
 /* PIL's CMYK -> RGB, applied to libjpeg's raw (Adobe-inverted) samples. PIL reads every CMYK
    JPEG as Adobe-inverted ("CMYK;I"), so its ink is c = 255 - C_raw and k = 255 - K_raw, and
    its conversion is R = (255 - k) - round((255 - k) * c / 255) with its MULDIV255 rounding
@@ -332,6 +546,9 @@ static inline uint8_t cmyk_channel(unsigned raw_ink, unsigned raw_black) {
 static void jpeg_decode_body(struct jpeg_decompress_struct *cinfo, jpeg_context *context, const uint8_t *data,
                              size_t len, uint64_t max_pixels, cimage_rgb8 *out) {
     jpeg_create_decompress(cinfo);
+    /* After jpeg_create_decompress, which clears every field but err. */
+    context->progress.progress_monitor = jpeg_on_progress;
+    cinfo->progress = &context->progress;
     jpeg_mem_src(cinfo, data, (unsigned long)len);
     jpeg_read_header(cinfo, TRUE);
     out->width = cinfo->image_width;
@@ -340,10 +557,9 @@ static void jpeg_decode_body(struct jpeg_decompress_struct *cinfo, jpeg_context 
         char message[160];
         snprintf(message, sizeof message, "JPEG declares %ux%u pixels, more than the limit of %llu",
                  cinfo->image_width, cinfo->image_height, (unsigned long long)max_pixels);
-        context->status = CIMAGE_TOO_LARGE;
-        set_message(context->err, context->errlen, message);
-        longjmp(context->jump, 1);
+        jpeg_refuse(context, CIMAGE_TOO_LARGE, message);
     }
+    context->max_scans = cimage_jpeg_max_scans(cinfo->image_width, cinfo->image_height);
 
     int cmyk = 0;
     switch (cinfo->jpeg_color_space) {
@@ -361,32 +577,36 @@ static void jpeg_decode_body(struct jpeg_decompress_struct *cinfo, jpeg_context 
         char message[120];
         snprintf(message, sizeof message, "JPEG colour space %d with %d components is not supported",
                  (int)cinfo->jpeg_color_space, cinfo->num_components);
-        context->status = CIMAGE_UNSUPPORTED;
-        set_message(context->err, context->errlen, message);
-        longjmp(context->jump, 1);
+        jpeg_refuse(context, CIMAGE_UNSUPPORTED, message);
     }
     }
     /* libjpeg's defaults are what PIL decodes with: JDCT_ISLOW, fancy upsampling, block smoothing. */
+    /* For a multi-scan file this absorbs every scan, under the progress monitor's bounds. */
     jpeg_start_decompress(cinfo);
     if (cinfo->output_components != (cmyk ? 4 : 3)) {
-        context->status = CIMAGE_CORRUPT;
-        set_message(context->err, context->errlen, "JPEG decoder produced an unexpected number of components");
-        longjmp(context->jump, 1);
+        jpeg_refuse(context, CIMAGE_CORRUPT, "JPEG decoder produced an unexpected number of components");
     }
 
     uint32_t width = cinfo->output_width;
     uint32_t height = cinfo->output_height;
+    /* Without scaling the output is the declared size, which passed the pixel limit. */
+    if (exceeds_limit(width, height, max_pixels)) {
+        jpeg_refuse(context, CIMAGE_CORRUPT, "JPEG output size differs from its declared size");
+    }
+    size_t stride = checked_mul(width, 3u);
     context->pixels = allocate_rgb(width, height);
     if (context->pixels == NULL) {
-        context->status = CIMAGE_OUT_OF_MEMORY;
-        set_message(context->err, context->errlen, "out of memory for the decoded JPEG");
-        longjmp(context->jump, 1);
+        jpeg_refuse(context, CIMAGE_OUT_OF_MEMORY, "out of memory for the decoded JPEG");
     }
-    size_t stride = (size_t)width * 3u;
     JSAMPARRAY scratch = NULL;
     if (cmyk) {
+        /* JPEG sides are at most 65535, so width * 4 fits a JDIMENSION; checked all the same. */
+        size_t cmyk_row = checked_mul(width, 4u);
+        if (cmyk_row == 0 || cmyk_row > (JDIMENSION)-1) {
+            jpeg_refuse(context, CIMAGE_OUT_OF_MEMORY, "JPEG row too wide");
+        }
         /* Pool memory: released by jpeg_destroy_decompress, on every path. */
-        scratch = (*cinfo->mem->alloc_sarray)((j_common_ptr)cinfo, JPOOL_IMAGE, width * 4u, 1);
+        scratch = (*cinfo->mem->alloc_sarray)((j_common_ptr)cinfo, JPOOL_IMAGE, (JDIMENSION)cmyk_row, 1);
     }
     while (cinfo->output_scanline < height) {
         uint8_t *row = context->pixels + (size_t)cinfo->output_scanline * stride;
@@ -409,8 +629,8 @@ static void jpeg_decode_body(struct jpeg_decompress_struct *cinfo, jpeg_context 
     jpeg_abort_decompress(cinfo);
 }
 
-cimage_status cimage_decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, cimage_rgb8 *out,
-                                 char *err, size_t errlen) {
+cimage_status cimage_decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, uint64_t budget_ns,
+                                 cimage_rgb8 *out, char *err, size_t errlen) {
     set_message(err, errlen, "");
     if (out == NULL || (data == NULL && len > 0)) {
         set_message(err, errlen, "invalid argument");
@@ -437,6 +657,10 @@ cimage_status cimage_decode_jpeg(const uint8_t *data, size_t len, uint64_t max_p
     context.base.error_exit = jpeg_on_error;
     context.base.emit_message = jpeg_on_message;
     context.base.output_message = jpeg_on_output;
+    context.data = data;
+    context.len = len;
+    context.out = out;
+    budget_start(&context.clock, budget_ns);
 
     if (setjmp(context.jump) == 0) {
         jpeg_decode_body(&cinfo, &context, data, len, max_pixels, out);
@@ -445,7 +669,7 @@ cimage_status cimage_decode_jpeg(const uint8_t *data, size_t len, uint64_t max_p
     if (context.status != CIMAGE_OK) {
         free(context.pixels);
         out->pixels = NULL;
-        if (context.status != CIMAGE_TOO_LARGE) {
+        if (context.status != CIMAGE_TOO_LARGE && context.status != CIMAGE_TOO_COMPLEX) {
             out->width = 0;
             out->height = 0;
         }

@@ -9,13 +9,16 @@ extension Image {
         guard cropWidth > 0, cropHeight > 0 else {
             throw ImageError.invalidArgument("crop \(cropWidth)x\(cropHeight) must be positive")
         }
+        let (outputStride, strideOverflow) = cropWidth.multipliedReportingOverflow(by: self.channels)
+        guard !strideOverflow, !outputStride.multipliedReportingOverflow(by: cropHeight).overflow else {
+            throw ImageError.invalidArgument("crop \(cropWidth)x\(cropHeight) is too large")
+        }
         if cropWidth == width && cropHeight == height { return self }
         // Offset of the crop in source coordinates; negative where the source is padded.
         let left = Image.cropOrigin(size: width, crop: cropWidth)
         let top = Image.cropOrigin(size: height, crop: cropHeight)
         let channels = self.channels
         let stride = width * channels
-        let outputStride = cropWidth * channels
         // Source columns that land inside the crop.
         let firstColumn = max(left, 0)
         let endColumn = min(left + cropWidth, width)

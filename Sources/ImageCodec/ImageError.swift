@@ -14,6 +14,12 @@ public enum ImageError: Error, Equatable, Sendable, CustomStringConvertible {
     case outOfMemory(String)
     /// A caller passed sizes, buffers or parameters that do not fit together.
     case invalidArgument(String)
+    /// The JPEG holds more scans than the decoder allows at its size (`limit`: 500, fewer above
+    /// 8.6 Mpixels); every scan is a pass over the whole image, so it was refused unfinished.
+    case tooComplex(scans: Int, limit: Int)
+    /// Decoding did not finish before the caller's deadline and was abandoned; nothing was
+    /// decoded.
+    case deadlineExceeded
 
     public var description: String {
         switch self {
@@ -26,11 +32,20 @@ public enum ImageError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corrupt(let reason):
             return "corrupt image: \(reason)"
         case .tooLarge(let width, let height, let limit):
-            return "image too large: \(width)x\(height) is \(width * height) pixels, the limit is \(limit)"
+            let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+            let count = overflow ? "more than \(Int.max)" : "\(pixels)"
+            return "image too large: \(width)x\(height) is \(count) pixels, the limit is \(limit)"
         case .outOfMemory(let reason):
             return "out of memory: \(reason)"
         case .invalidArgument(let reason):
             return "invalid argument: \(reason)"
+        case .tooComplex(let scans, let limit):
+            return "image too complex: the JPEG has \(scans) scans, more than the \(limit) the decoder allows "
+                + "for its size (each scan is a pass over the whole image); re-encode it as a baseline JPEG, "
+                + "or as a progressive one with the encoder's standard scans (about 10)"
+        case .deadlineExceeded:
+            return "image decoding abandoned: it did not finish before the request's deadline; "
+                + "send a smaller image, or allow the request more time"
         }
     }
 }

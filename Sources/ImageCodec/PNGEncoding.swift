@@ -11,7 +11,9 @@ extension Image {
         guard (0...9).contains(compressionLevel) else {
             throw ImageError.invalidArgument("PNG compression level \(compressionLevel) is not in 0...9")
         }
-        guard width <= Int(Int32.max), height <= Int(Int32.max) else {
+        guard let pngWidth = UInt32(exactly: width), let pngHeight = UInt32(exactly: height),
+            width <= Int(Int32.max), height <= Int(Int32.max)
+        else {
             throw ImageError.invalidArgument("\(width)x\(height) is larger than PNG allows")
         }
         var data: UnsafeMutablePointer<UInt8>?
@@ -19,8 +21,8 @@ extension Image {
         try pixels.withUnsafeBufferPointer { source in
             try callCImage { err, errlen in
                 cimage_encode_png(
-                    source.baseAddress, UInt32(width), UInt32(height), UInt32(channels), Int32(compressionLevel),
-                    &data, &length, err, errlen)
+                    source.baseAddress, source.count, pngWidth, pngHeight, UInt32(channels),
+                    Int32(compressionLevel), &data, &length, err, errlen)
             }
         }
         defer { cimage_free(data) }

@@ -8,9 +8,8 @@ extension Image {
         guard width > 0, height > 0 else {
             throw ImageError.invalidArgument("resize target \(width)x\(height) must be positive")
         }
-        guard width.multipliedReportingOverflow(by: height).overflow == false,
-            (width * height).multipliedReportingOverflow(by: channels).overflow == false
-        else {
+        let (area, areaOverflow) = width.multipliedReportingOverflow(by: height)
+        guard !areaOverflow, !area.multipliedReportingOverflow(by: channels).overflow else {
             throw ImageError.invalidArgument("resize target \(width)x\(height) is too large")
         }
         return BilinearResampler.resize(self, width: width, height: height)
@@ -39,7 +38,10 @@ extension Image {
         guard !overflow else {
             throw ImageError.invalidArgument("shorter side \(size) of a \(width)x\(height) image is too large")
         }
-        let newLong = Int(Double(product) / Double(short))
+        // Int(exactly:) rather than Int(_:), which traps when the quotient rounds to 2^63.
+        guard let newLong = Int(exactly: (Double(product) / Double(short)).rounded(.towardZero)) else {
+            throw ImageError.invalidArgument("shorter side \(size) of a \(width)x\(height) image is too large")
+        }
         guard newLong > 0 else {
             throw ImageError.invalidArgument("resizing \(width)x\(height) to shorter side \(size) leaves no pixels")
         }
