@@ -71,6 +71,8 @@ public struct ServerConfiguration: Sendable {
     public var modelSettings: [String: [String: ModelSettingsOverride]] = [:]
     /// The model SageMaker's `/invocations` runs when the request names none (`invocations_model`).
     public var invocationsModel: String?
+    /// Timeouts, connection caps and the in-flight body bound every listener enforces.
+    public var networkLimits = NetworkLimits()
 
     public init(modelStore: URL, workDirectory: URL) {
         self.modelStore = modelStore
@@ -84,7 +86,8 @@ public struct ServerConfiguration: Sendable {
         "default_response_timeout", "default_startup_timeout", "number_of_gpu", "allowed_urls",
         "enable_envvars_config", "disable_token_authorization", "enable_model_api", "models",
         "intra_op_threads", "token_expiration_min", "drain_delay", "graceful_shutdown_timeout",
-        "invocations_model",
+        "invocations_model", "connection_idle_timeout", "request_read_timeout", "min_request_body_rate",
+        "request_body_rate_grace", "max_connections", "health_connection_reserve", "max_inflight_body_bytes",
     ]
 
     /// Applies a `config.properties` file (and, with `enable_envvars_config=true`, `TS_<KEY>`
@@ -109,6 +112,10 @@ public struct ServerConfiguration: Sendable {
             }
         }
         try apply(values, relativeTo: base)
+        if values["max_connections"] != nil || values["health_connection_reserve"] != nil,
+           let warning = networkLimits.openFileWarning() {
+            warnings.append(warning)
+        }
         return warnings
     }
 
@@ -157,6 +164,13 @@ public struct ServerConfiguration: Sendable {
         }
         if let value = try Self.bool(values["enable_model_api"], key: "enable_model_api") { enableModelAPI = value }
         if let value = values["invocations_model"]?.trimmingSpaces, !value.isEmpty { invocationsModel = value }
+        if let value = try int("connection_idle_timeout", 1...86_400) { networkLimits.idleTimeout = .seconds(value) }
+        if let value = try int("request_read_timeout", 1...3600) { networkLimits.readTimeout = .seconds(value) }
+        if let value = try int("min_request_body_rate", 0...Int(Int32.max)) { networkLimits.minBodyRate = value }
+        if let value = try int("request_body_rate_grace", 0...3600) { networkLimits.bodyRateGrace = .seconds(value) }
+        if let value = try int("max_connections", 1...1_000_000) { networkLimits.maxConnections = value }
+        if let value = try int("health_connection_reserve", 0...10_000) { networkLimits.healthConnectionReserve = value }
+        if let value = try int("max_inflight_body_bytes", 1...(1 << 50)) { networkLimits.maxInflightBodyBytes = value }
         if let text = values["models"] {
             do {
                 modelSettings = try JSONDecoder().decode([String: [String: ModelSettingsOverride]].self, from: Data(text.utf8))
@@ -185,6 +199,116 @@ public struct ServerConfiguration: Sendable {
         case "false": return false
         default: throw ConfigurationError(key: key, message: "'\(text)' is not true or false")
         }
+    }
+}
+
+extension ServerConfiguration {
+    /// What every listener enforces before a request reaches a route, so that idle, slow or
+    /// numerous clients cannot hold the server's sockets and memory.
+    public struct NetworkLimits: Sendable, Equatable {
+        /// `connection_idle_timeout` (seconds, default 75): a connection with no request under
+        /// way — a new one that has not sent a complete request head, or a keep-alive one between
+        /// requests — is closed after this long. 75 s (nginx's `keepalive_timeout`) outlasts the
+        /// 60 s idle timeout of common load balancers, so a balancer never sends a request into a
+        /// pooled connection this server is closing, and no idle client holds a socket for long.
+        public var idleTimeout: Duration = .seconds(75)
+        /// `request_read_timeout` (seconds, default 30): once a request's first byte arrives its
+        /// head must be complete within this time (else 408 and close), and while the server
+        /// reads a body it may not pause longer than this (else the request is cut: 408 if it was
+        /// not answered yet, then close). 30 s is far beyond any pause of a working client,
+        /// TCP retransmission included, and short enough that a stalled upload frees its memory.
+        public var readTimeout: Duration = .seconds(30)
+        /// `min_request_body_rate` (bytes per second, default 1024; 0 turns the check off): after
+        /// `request_body_rate_grace`, a body arriving slower than this on average is cut (408 if
+        /// not answered yet, then close). 1 KiB/s is a seventh of a 56 kbit/s modem: no working
+        /// client is that slow, while a client trickling bytes to keep a connection is cut.
+        public var minBodyRate = 1024
+        /// `request_body_rate_grace` (seconds, default 10): how long a body may take before its
+        /// average rate is checked (TCP slow start, a client still reading its file).
+        public var bodyRateGrace: Duration = .seconds(10)
+        /// `max_connections` (per listener): open connections beyond this (and within
+        /// `health_connection_reserve` more) may only ask `GET /ping` or the KServe health
+        /// paths; others get 503 and are closed. Default 1000, or less where the process's
+        /// open-file limit (`ulimit -n`) would not hold three listeners of that many plus
+        /// their reserve and 256 files for models and logs: 240 under the common 1024.
+        public var maxConnections = NetworkLimits.defaultMaxConnections(openFileLimit: NetworkLimits.openFileLimit())
+        /// `health_connection_reserve` (default 16): connections per listener past
+        /// `max_connections` kept for health probes, so a full server still answers its
+        /// liveness and readiness checks; beyond them a connection is closed at once.
+        public var healthConnectionReserve = NetworkLimits.defaultHealthConnectionReserve
+        /// `max_inflight_body_bytes`: the most bytes of request bodies, over all connections and
+        /// listeners, the server holds (received, for requests not yet answered). A request whose
+        /// `Content-Length` does not fit in what is left is answered 503 without reading its
+        /// body; a body whose bytes push the total over it is cut (503, then close). nil (the
+        /// default): 512 MiB or 16 × `max_request_size`, whichever is larger — sixteen uploads
+        /// of the largest allowed size at once at least, bounded well under the memory a server
+        /// with models loaded has to spare.
+        public var maxInflightBodyBytes: Int?
+
+        public init() {}
+
+        /// Connections per listener kept for health probes past `max_connections`.
+        public static let defaultHealthConnectionReserve = 16
+        /// Files a server keeps open besides its sockets (models, libraries, logs, pipes).
+        static let otherOpenFiles = 256
+
+        /// The default `max_connections` under an open-file limit: 1000, or what three
+        /// listeners with their reserve leave of the limit, at least 16.
+        public static func defaultMaxConnections(openFileLimit: Int?) -> Int {
+            guard let openFileLimit else { return 1000 }
+            let perListener = (openFileLimit - otherOpenFiles) / 3 - defaultHealthConnectionReserve
+            return min(1000, max(16, perListener))
+        }
+
+        /// Raises the process's soft open-file limit to its hard limit (as nginx's
+        /// `worker_rlimit_nofile` and most servers do), so `max_connections` is not capped by a
+        /// shell's default 1024. Call before reading the configuration.
+        /// - Returns: the soft limit now in force; nil where it cannot be read.
+        @discardableResult
+        public static func raiseOpenFileLimit() -> Int? {
+            var limit = rlimit()
+            #if canImport(Glibc)
+            let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+            #else
+            let resource = RLIMIT_NOFILE
+            #endif
+            guard getrlimit(resource, &limit) == 0 else { return nil }
+            if limit.rlim_cur < limit.rlim_max {
+                var raised = limit
+                raised.rlim_cur = limit.rlim_max
+                if setrlimit(resource, &raised) == 0 { limit = raised }
+            }
+            return Int(clamping: limit.rlim_cur)
+        }
+
+        /// The process's soft open-file limit (`RLIMIT_NOFILE`); nil where it cannot be read.
+        public static func openFileLimit() -> Int? {
+            var limit = rlimit()
+            #if canImport(Glibc)
+            let status = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+            #else
+            let status = getrlimit(RLIMIT_NOFILE, &limit)
+            #endif
+            guard status == 0 else { return nil }
+            return Int(clamping: limit.rlim_cur)
+        }
+
+        /// A warning when three listeners at `max_connections` plus their reserve could run the
+        /// process out of file descriptors.
+        func openFileWarning(openFileLimit: Int? = NetworkLimits.openFileLimit()) -> String? {
+            guard let openFileLimit else { return nil }
+            let sockets = 3 * (maxConnections + healthConnectionReserve)
+            guard sockets + Self.otherOpenFiles > openFileLimit else { return nil }
+            return "max_connections=\(maxConnections) with health_connection_reserve=\(healthConnectionReserve) lets the three "
+                + "listeners open \(sockets) sockets, more than the open-file limit of \(openFileLimit) leaves after "
+                + "\(Self.otherOpenFiles) files for models and logs: raise `ulimit -n` or lower max_connections"
+        }
+    }
+
+    /// The bound on request body bytes held in flight: `max_inflight_body_bytes`, else the
+    /// larger of 512 MiB and 16 × `max_request_size`.
+    public var inflightBodyLimit: Int {
+        networkLimits.maxInflightBodyBytes ?? max(512 << 20, 16 * maxRequestSize)
     }
 }
 

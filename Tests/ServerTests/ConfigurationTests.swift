@@ -80,6 +80,73 @@ import Testing
                          environment: ["TS_JOB_QUEUE_SIZE": "9"], relativeTo: base)
         #expect(config.jobQueueSize == 9)
     }
+
+    @Test func networkLimitKeysAreApplied() throws {
+        var config = configuration()
+        let warnings = try config.apply(PropertiesFile(parsing: """
+            connection_idle_timeout=90
+            request_read_timeout=12
+            min_request_body_rate=0
+            request_body_rate_grace=4
+            max_connections=100
+            health_connection_reserve=3
+            max_inflight_body_bytes=1048576
+            """), relativeTo: base)
+        #expect(warnings.isEmpty)
+        let limits = config.networkLimits
+        #expect(limits.idleTimeout == .seconds(90))
+        #expect(limits.readTimeout == .seconds(12))
+        #expect(limits.minBodyRate == 0)
+        #expect(limits.bodyRateGrace == .seconds(4))
+        #expect(limits.maxConnections == 100)
+        #expect(limits.healthConnectionReserve == 3)
+        #expect(config.inflightBodyLimit == 1_048_576)
+    }
+
+    @Test func networkLimitDefaults() throws {
+        var config = configuration()
+        let limits = config.networkLimits
+        #expect(limits.idleTimeout == .seconds(75))
+        #expect(limits.readTimeout == .seconds(30))
+        #expect(limits.minBodyRate == 1024)
+        #expect(limits.bodyRateGrace == .seconds(10))
+        #expect(limits.healthConnectionReserve == 16)
+        // The in-flight body bound follows max_request_size unless it is set.
+        #expect(config.inflightBodyLimit == 512 << 20)
+        try config.apply(PropertiesFile(parsing: "max_request_size=100000000"), relativeTo: base)
+        #expect(config.inflightBodyLimit == 1_600_000_000)
+        // max_connections stays below what the open-file limit holds for three listeners.
+        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: nil) == 1000)
+        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1_048_576) == 1000)
+        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1024) == 240)
+        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 100) == 16)
+        if let openFiles = ServerConfiguration.NetworkLimits.openFileLimit(), openFiles >= 1024 {
+            #expect(3 * (limits.maxConnections + limits.healthConnectionReserve) + 256 <= openFiles)
+        }
+    }
+
+    @Test func invalidNetworkLimitsNameTheKey() {
+        for line in ["connection_idle_timeout=0", "request_read_timeout=-1", "min_request_body_rate=fast",
+                     "request_body_rate_grace=99999", "max_connections=0", "health_connection_reserve=-2",
+                     "max_inflight_body_bytes=0"] {
+            var config = configuration()
+            do {
+                try config.apply(PropertiesFile(parsing: line), relativeTo: base)
+                Issue.record("\(line) was accepted")
+            } catch {
+                #expect(line.hasPrefix(error.key + "="), "\(line)")
+                #expect(error.description.contains("is not an integer in"), "\(error)")
+            }
+        }
+    }
+
+    @Test func maxConnectionsOverTheOpenFileLimitWarns() throws {
+        guard let openFiles = ServerConfiguration.NetworkLimits.openFileLimit(), openFiles < 300_000 else { return }
+        var config = configuration()
+        let warnings = try config.apply(PropertiesFile(parsing: "max_connections=\(openFiles)"), relativeTo: base)
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("raise `ulimit -n` or lower max_connections") == true, "\(warnings)")
+    }
 }
 
 @Suite struct SnapshotStoreTests {

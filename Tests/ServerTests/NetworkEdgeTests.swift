@@ -1,0 +1,453 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import ModelServer
+import NIOCore
+import Prometheus
+import ServerHTTP
+import Synchronization
+import Testing
+
+/// The limits every listener enforces on what clients send, through real servers on loopback
+/// ports and raw sockets: what an HTTP client library would never do is the point.
+@Suite struct NetworkEdgeTests {
+    @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
+        try await withInferenceServer({ $0.networkLimits.idleTimeout = .milliseconds(500) }) { port, _ in
+            // A connection that never sends anything...
+            let silent = try EdgeClient(port: port)
+            let nothing = await silent.readUntilClosed(timeout: 5)
+            #expect(nothing.closed && nothing.text.isEmpty, "\(nothing)")
+            #expect(nothing.seconds >= 0.4 && nothing.seconds < 3, "\(nothing)")
+            // ...and a keep-alive one after its answer.
+            let kept = try EdgeClient(port: port)
+            try kept.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            let answered = await kept.readUntilClosed(timeout: 5)
+            #expect(answered.text.hasPrefix("HTTP/1.1 200"), "\(answered)")
+            #expect(answered.closed && answered.seconds >= 0.4 && answered.seconds < 3, "\(answered)")
+        }
+    }
+
+    @Test func aPartialHeadIsAnswered408AndClosed() async throws {
+        try await withInferenceServer({ $0.networkLimits.readTimeout = .milliseconds(500) }) { port, _ in
+            let client = try EdgeClient(port: port)
+            try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            // Slowloris: a header line every 100 ms, the head never complete.
+            let dripping = Task.detached {
+                for index in 0..<40 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    guard (try? client.send("X-Drip-\(index): 1\r\n")) != nil else { return }
+                }
+            }
+            let reply = await client.readUntilClosed(timeout: 5)
+            dripping.cancel()
+            #expect(reply.closed && reply.seconds < 3, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 408)
+            #expect(response.header("connection") == "close")
+            #expect(response.json["type"] as? String == "RequestTimeoutException")
+            #expect((response.json["message"] as? String)?.contains("request head was not complete within request_read_timeout (0.5 s)") == true,
+                    "\(response.json)")
+        }
+    }
+
+    @Test func aHalfSentBodyIsCutWith408() async throws {
+        try await withInferenceServer({ $0.networkLimits.readTimeout = .milliseconds(500) }) { port, edge in
+            let client = try EdgeClient(port: port)
+            try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+                + String(repeating: "x", count: 100))
+            let reply = await client.readUntilClosed(timeout: 5)
+            #expect(reply.closed && reply.seconds >= 0.4 && reply.seconds < 3, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 408)
+            #expect(response.json["type"] as? String == "RequestTimeoutException")
+            #expect((response.json["message"] as? String)?.hasPrefix("No bytes of the request body arrived for request_read_timeout (0.5 s)") == true,
+                    "\(response.json)")
+            // The reservation of the cut body is given back.
+            #expect(try await eventually(5) { edge.inflightBodyBytes == 0 })
+        }
+    }
+
+    @Test func aBodySlowerThanTheMinimumRateIsCut() async throws {
+        try await withInferenceServer({
+            $0.networkLimits.readTimeout = .seconds(2)
+            $0.networkLimits.minBodyRate = 1000
+            $0.networkLimits.bodyRateGrace = .milliseconds(500)
+        }) { port, _ in
+            let client = try EdgeClient(port: port)
+            try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
+            // 10 bytes every 50 ms: 200 bytes/s, never pausing long enough to stall.
+            let dripping = Task.detached {
+                for _ in 0..<100 {
+                    guard (try? client.send(String(repeating: "x", count: 10))) != nil else { return }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let reply = await client.readUntilClosed(timeout: 5)
+            dripping.cancel()
+            #expect(reply.closed && reply.seconds < 2, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 408)
+            let message = try #require(response.json["message"] as? String)
+            #expect(message.contains("under min_request_body_rate (1000 bytes/s)"), "\(message)")
+        }
+    }
+
+    @Test func connectionsOverTheCapGet503WhilePingStillAnswers() async throws {
+        try await withInferenceServer({
+            $0.networkLimits.maxConnections = 2
+            $0.networkLimits.healthConnectionReserve = 2
+        }) { port, _ in
+            // With the test client's, two connections fill the cap; two more the health-check reserve.
+            var held: [EdgeClient] = []
+            for _ in 0..<3 { held.append(try EdgeClient(port: port)) }
+            try await Task.sleep(for: .milliseconds(200))
+            // Past cap and reserve: closed at once, nothing answered.
+            let refused = try EdgeClient(port: port)
+            let nothing = await refused.readUntilClosed(timeout: 3)
+            #expect(nothing.closed && nothing.text.isEmpty && nothing.seconds < 1, "\(nothing)")
+
+            // With a reserve connection free again, a health probe is answered...
+            held.removeLast().close()
+            let ping = try await answerOnceAdmitted(port: port, request: "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(ping.status == 200, "\(ping.text)")
+            #expect(ping.header("connection") == "close")
+            #expect(ping.json["status"] as? String == "Healthy")
+            // ...and anything else is 503.
+            let other = try await answerOnceAdmitted(
+                port: port, request: "GET /v2/models/anything HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(other.status == 503, "\(other.text)")
+            #expect(other.header("connection") == "close")
+            #expect(other.header("retry-after") == "1")
+            #expect(other.json["code"] as? Int == 503)
+            #expect(other.json["type"] as? String == "ServiceUnavailableException")
+            #expect((other.json["message"] as? String)?.contains("too many open connections (max_connections=2 on this port)") == true)
+
+            // Under the cap again (once the listener has counted the closes), every request is served.
+            for client in held { client.close() }
+            var served = try await answerOnceAdmitted(
+                port: port, request: "GET /v2/models/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            for _ in 0..<50 where served.status == 503 {
+                try await Task.sleep(for: .milliseconds(50))
+                served = try await answerOnceAdmitted(
+                    port: port, request: "GET /v2/models/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            }
+            #expect(served.status == 404, "\(served.text)")
+        }
+    }
+
+    @Test func theManagementAndMetricsPortsHaveTheCapToo() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
+        configuration.networkLimits.maxConnections = 2
+        configuration.networkLimits.healthConnectionReserve = 1
+        let registry = PrometheusCollectorRegistry()
+        let server = ModelServer(configuration: configuration, logger: quietLogger, metricsFactory: HTTPServer.metricsFactory(registry: registry))
+        defer { server.shutdown() }
+        let edge = NetworkEdge(configuration: configuration, logger: quietLogger)
+        let management = HTTPServer.managementApplication(server: server, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
+        let metrics = HTTPServer.metricsApplication(server: server, registry: registry, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
+        for (app, path) in [(management, "/models"), (metrics, "/metrics")] as [(any ApplicationProtocol, String)] {
+            try await app.test(.live) { client in
+                let port = try #require(client.port)
+                // The test client's connection and `holder` fill the cap.
+                try await client.execute(uri: path, method: .get) { #expect($0.status == .ok) }
+                let holder = try EdgeClient(port: port)
+                defer { holder.close() }
+                try await Task.sleep(for: .milliseconds(100))
+                let response = try await answerOnceAdmitted(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                #expect(response.status == 503, "\(path): \(response.text)")
+                #expect((response.json["message"] as? String)?.contains("too many open connections") == true)
+            }
+        }
+    }
+
+    @Test func aContentLengthBeyondTheInFlightBoundIsRefused() async throws {
+        try await withInferenceServer({
+            $0.networkLimits.maxInflightBodyBytes = 1000
+            $0.networkLimits.readTimeout = .seconds(2)
+            $0.maxRequestSize = 100_000
+        }) { port, edge in
+            // Larger than max_request_size: 413 before the body is read.
+            let huge = try EdgeClient(port: port)
+            try huge.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n")
+            let tooLarge = try EdgeResponse(await huge.readUntilClosed(timeout: 5).text)
+            #expect(tooLarge.status == 413)
+            #expect(tooLarge.json["type"] as? String == "RequestTooLargeException")
+            #expect(tooLarge.json["message"] as? String == "Request body of 5000000 bytes is larger than max_request_size (100000 bytes)")
+
+            // Within max_request_size but beyond the in-flight bound: 503.
+            let big = try EdgeClient(port: port)
+            try big.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
+            let refused = try EdgeResponse(await big.readUntilClosed(timeout: 5).text)
+            #expect(refused.status == 503)
+            #expect(refused.header("retry-after") == "1")
+            #expect(refused.json["type"] as? String == "ServiceUnavailableException")
+            #expect((refused.json["message"] as? String)?.contains("max_inflight_body_bytes (1000)") == true, "\(refused.json)")
+            #expect((refused.json["message"] as? String)?.contains("this request's 5000-byte body") == true)
+
+            // The bound is shared: the part of a body received on one connection counts...
+            let holding = try EdgeClient(port: port)
+            try holding.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 800\r\n\r\n"
+                + String(repeating: "x", count: 700))
+            #expect(try await eventually(5) { edge.inflightBodyBytes == 700 })
+            let second = try EdgeClient(port: port)
+            try second.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400\r\n\r\n"
+                + String(repeating: "x", count: 400))
+            let crowded = try EdgeResponse(await second.readUntilClosed(timeout: 5).text)
+            #expect(crowded.status == 503)
+            #expect((crowded.json["message"] as? String)?.contains("this request's 400-byte body") == true)
+            // ...until its request is answered.
+            try holding.send(String(repeating: "x", count: 100))
+            let answered = try EdgeResponse(await holding.readUntil("}", timeout: 5).text)
+            #expect(answered.status == 404)
+            #expect(answered.json["type"] as? String == "ModelNotFoundException")
+            #expect(try await eventually(5) { edge.inflightBodyBytes == 0 })
+            holding.close()
+        }
+    }
+
+    @Test func aChunkedBodyOverTheInFlightBoundIsCut() async throws {
+        try await withInferenceServer({ $0.networkLimits.maxInflightBodyBytes = 1000 }) { port, edge in
+            let client = try EdgeClient(port: port)
+            try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try client.send("258\r\n" + String(repeating: "x", count: 600) + "\r\n")
+            try await Task.sleep(for: .milliseconds(100))
+            _ = try? client.send("258\r\n" + String(repeating: "x", count: 600) + "\r\n")
+            let reply = await client.readUntilClosed(timeout: 5)
+            #expect(reply.closed, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 503)
+            #expect((response.json["message"] as? String)?.contains("this chunked request body would pass it") == true, "\(response.json)")
+            #expect(try await eventually(5) { edge.inflightBodyBytes == 0 })
+        }
+    }
+
+    @Test func malformedChunkedEncodingIs400WithTheJSONError() async throws {
+        try await withInferenceServer({ _ in }) { port, _ in
+            let client = try EdgeClient(port: port)
+            try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + "zz\r\nhello\r\n0\r\n\r\n")
+            let reply = await client.readUntilClosed(timeout: 5)
+            #expect(reply.closed, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 400)
+            #expect(response.header("content-type") == "application/json")
+            #expect(response.json["code"] as? Int == 400)
+            #expect(response.json["type"] as? String == "BadRequestException")
+            #expect((response.json["message"] as? String)?.hasPrefix("Malformed chunked encoding (invalid character in chunk size header)") == true,
+                    "\(response.json)")
+        }
+    }
+
+    @Test func aMalformedHeadIs400WithTheJSONError() async throws {
+        try await withInferenceServer({ _ in }) { port, _ in
+            let client = try EdgeClient(port: port)
+            try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n\r\n")
+            let reply = await client.readUntilClosed(timeout: 5)
+            #expect(reply.closed, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 400)
+            #expect(response.json["type"] as? String == "BadRequestException")
+            #expect((response.json["message"] as? String)?.hasPrefix("Malformed HTTP/1.1 request") == true, "\(response.json)")
+        }
+    }
+
+    @Test func aSteadyBodyAndKeepAliveRequestsAreServed() async throws {
+        try await withInferenceServer({
+            $0.networkLimits.readTimeout = .seconds(2)
+            $0.networkLimits.minBodyRate = 100
+            $0.networkLimits.bodyRateGrace = .milliseconds(200)
+        }) { port, edge in
+            let client = try EdgeClient(port: port)
+            defer { client.close() }
+            // Pauses well under the read timeout, faster than the minimum rate, past the grace period.
+            try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
+            try await client.sendPaced(Array(repeating: String(repeating: "x", count: 200), count: 5), every: 0.1)
+            let first = try EdgeResponse(await client.readUntil("}", timeout: 5).text)
+            #expect(first.status == 404)
+            #expect(first.header("connection") == nil)
+            try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            let second = try EdgeResponse(await client.readUntil("}", timeout: 5).text)
+            #expect(second.status == 200)
+            #expect(edge.inflightBodyBytes == 0)
+        }
+    }
+}
+
+/// Runs `body` against an inference listener on a free loopback port, with the configuration
+/// `adjust` leaves; `body` gets the port and the edge.
+private func withInferenceServer(
+    _ adjust: (inout ServerConfiguration) -> Void, _ body: @escaping @Sendable (Int, NetworkEdge) async throws -> Void
+) async throws {
+    let store = try TestModelStore()
+    defer { store.remove() }
+    var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
+    adjust(&configuration)
+    let server = ModelServer(configuration: configuration, logger: quietLogger)
+    defer { server.shutdown() }
+    let edge = NetworkEdge(configuration: configuration, logger: quietLogger)
+    let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
+    let finished = ManagedFlag()
+    do {
+        try await app.test(.live) { client in
+            // The test client keeps one connection open: made now, before the test's own.
+            try await client.execute(uri: "/ping", method: .get) { #expect($0.status == .ok) }
+            try await body(try #require(client.port), edge)
+            finished.set()
+        }
+    } catch ChannelError.ioOnClosedChannel where finished.isSet {
+        // The test client's own idle connection was closed by a short test timeout: expected.
+    }
+}
+
+/// The answer to `request` on a new connection, retrying while the listener still counts a
+/// connection the test just closed (a refused connection closes without an answer).
+private func answerOnceAdmitted(port: Int, request: String) async throws -> EdgeResponse {
+    for _ in 0..<50 {
+        let client = try EdgeClient(port: port)
+        defer { client.close() }
+        _ = try? client.send(request)
+        let reply = await client.readUntilClosed(timeout: 5)
+        if !reply.text.isEmpty { return try EdgeResponse(reply.text) }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw EdgeResponse.Malformed(text: "no answer to \(request)")
+}
+
+/// A response read off a raw socket.
+private struct EdgeResponse {
+    struct Malformed: Error { let text: String }
+
+    let text: String
+    let status: Int
+    let headers: [String: String]
+    let json: [String: Any]
+
+    init(_ text: String) throws {
+        self.text = text
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let lines = (parts.first ?? "").components(separatedBy: "\r\n")
+        guard let statusLine = lines.first, statusLine.hasPrefix("HTTP/1.1 "),
+              let status = Int(statusLine.dropFirst(9).prefix(3))
+        else { throw Malformed(text: text) }
+        self.status = status
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        self.headers = headers
+        let body = parts.dropFirst().joined(separator: "\r\n\r\n")
+        json = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
+    }
+
+    func header(_ name: String) -> String? { headers[name] }
+}
+
+/// A blocking TCP connection to 127.0.0.1 whose reads give up after a timeout.
+private final class EdgeClient: @unchecked Sendable {
+    private let socketFD: Int32
+
+    init(port: Int) throws {
+        socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socketFD >= 0 else { throw POSIXError(.EIO) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            Glibc.close(socketFD)
+            throw POSIXError(.ECONNREFUSED)
+        }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socketFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw POSIXError(.EPIPE) }
+            offset += sent
+        }
+    }
+
+    /// Sends `parts` with `seconds` between them, from a thread of its own so that a busy
+    /// task pool does not stretch the pauses.
+    func sendPaced(_ parts: [String], every seconds: Double) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                do {
+                    for part in parts {
+                        Thread.sleep(forTimeInterval: seconds)
+                        try self.send(part)
+                    }
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.start()
+        }
+    }
+
+    struct Reply: CustomStringConvertible {
+        var text: String
+        /// Whether the server closed (or reset) the connection.
+        var closed: Bool
+        var seconds: Double
+
+        var description: String { "closed: \(closed) after \(seconds) s: \(text.prefix(400))" }
+    }
+
+    /// What the server sends until it closes, or until `timeout` seconds pass.
+    func readUntilClosed(timeout: Double) async -> Reply {
+        await read(timeout: timeout) { _ in false }
+    }
+
+    /// What the server sends until the text contains `marker`, it closes, or `timeout` passes.
+    func readUntil(_ marker: String, timeout: Double) async -> Reply {
+        await read(timeout: timeout) { $0.contains(marker) }
+    }
+
+    private func read(timeout: Double, until done: @escaping @Sendable (String) -> Bool) async -> Reply {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { [socketFD] in
+                let start = Date()
+                var received: [UInt8] = []
+                var closed = false
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while !done(String(decoding: received, as: UTF8.self)) {
+                    let left = timeout - Date().timeIntervalSince(start)
+                    guard left > 0 else { break }
+                    var poller = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+                    guard poll(&poller, 1, Int32(left * 1000) + 1) > 0 else { continue }
+                    let count = chunk.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress, $0.count, 0) }
+                    if count <= 0 {
+                        closed = true
+                        break
+                    }
+                    received += chunk[0..<count]
+                }
+                continuation.resume(returning: Reply(
+                    text: String(decoding: received, as: UTF8.self), closed: closed, seconds: Date().timeIntervalSince(start)))
+            }
+            thread.start()
+        }
+    }
+
+    private let closed = Mutex(false)
+
+    /// Closes the socket, once.
+    func close() {
+        let wasClosed = closed.withLock { isClosed in
+            defer { isClosed = true }
+            return isClosed
+        }
+        guard !wasClosed else { return }
+        Glibc.close(socketFD)
+    }
+}
