@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ServerHTTP", "ModelServer", "ImageCodec", "TestFixtures",
+                "ServerHTTP", "ModelServer", "ModelArchive", "ImageCodec", "TestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

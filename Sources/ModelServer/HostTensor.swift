@@ -83,16 +83,17 @@ public struct HostTensor: Sendable, Equatable {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw .invalidInput("tensor \(name): shape \(shape) has a negative dimension")
         }
-        let (count, overflow) = shape.reduce((1, false)) { partial, size in
-            let product = partial.0.multipliedReportingOverflow(by: size)
-            return (product.partialValue, partial.1 || product.overflow)
+        // Sizes come from clients: every product is checked, so no shape can trap the process.
+        guard let count = Self.elementCount(of: shape) else {
+            throw .invalidInput("tensor \(name): shape \(shape) holds more elements than any request can carry")
         }
-        guard !overflow else { throw .invalidInput("tensor \(name): shape \(shape) is too large") }
         switch (datatype.byteCount, contents) {
         case (let size?, .numeric(let bytes)):
-            guard bytes.count == count * size else {
+            let (needed, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, bytes.count == needed else {
+                let expected = overflow ? "more bytes than any request can carry" : "\(needed) bytes"
                 throw .invalidInput(
-                    "tensor \(name): shape \(shape) of \(datatype.rawValue) holds \(count) elements (\(count * size) bytes), but \(bytes.count / size) elements (\(bytes.count) bytes) were given")
+                    "tensor \(name): shape \(shape) of \(datatype.rawValue) holds \(count) elements (\(expected)), but \(bytes.count / size) elements (\(bytes.count) bytes) were given")
             }
         case (nil, .strings(let items)):
             guard items.count == count else {
@@ -107,8 +108,20 @@ public struct HostTensor: Sendable, Equatable {
         self.contents = contents
     }
 
-    /// Elements in the tensor.
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// Elements in the tensor (0 for a shape too large to count, which `init` never admits).
+    public var elementCount: Int { Self.elementCount(of: shape) ?? 0 }
+
+    /// The product of `shape`'s dimensions; nil when a dimension is negative or the product overflows.
+    static func elementCount(of shape: [Int]) -> Int? {
+        var count = 1
+        for size in shape {
+            guard size >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow else { return nil }
+            count = product
+        }
+        return count
+    }
 
     /// The bytes of a numeric tensor; empty for BYTES.
     public var numericBytes: [UInt8] {

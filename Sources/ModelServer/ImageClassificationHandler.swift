@@ -26,16 +26,7 @@ public struct ImageClassificationHandler: Handler {
     }
 
     public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
-        guard !request.body.isEmpty else { throw .invalidInput("empty body: send a PNG or JPEG image") }
-        guard ImageFormat.sniff(request.body) != nil else {
-            throw .unsupportedMediaType("image_classifier takes a PNG or JPEG image; the body is neither")
-        }
-        let image: Image
-        do {
-            image = try decoder.decode(request.body)
-        } catch {
-            throw .invalidInput("cannot decode the image: \(error)")
-        }
+        let image = try decoder.decodeRequestImage(request, handler: "image_classifier")
         stages.mark(.decode)
         let crop = spec.cropSize
         do {

@@ -12,6 +12,9 @@ public struct InferenceRequest: Sendable {
     public var parameters: [String: String]
     /// The client's deadline (`X-Request-Timeout-Ms`); capped by the model's response timeout.
     public var timeout: Duration?
+    /// When the request must be answered: set as it is queued (the arrival plus its timeout).
+    /// Handlers stop long work (decoding an image) at this instant.
+    public var deadline: ContinuousClock.Instant?
     /// Whether the handler answers, or tensors come back (KServe v2).
     public var mode: InferenceMode = .handler
     /// The connection the request came on, if the caller can tell when it closes: a request whose

@@ -1,5 +1,6 @@
 import Foundation
 import Metrics
+import Synchronization
 import Torch
 
 /// Metric names and buckets, TorchServe's where it has them (API.md, Metrics port).
@@ -28,7 +29,7 @@ public enum MetricName {
 }
 
 /// Why a request was answered without running.
-enum DropReason: String {
+enum DropReason: String, CaseIterable {
     case deadline, disconnected, queueFull = "queue_full", shutdown
 }
 
@@ -100,6 +101,8 @@ final class ModelMetrics: Sendable {
     let requestDuration: Metrics.Timer
     let batchSize: Recorder
     private let stages: [String: Metrics.Timer]
+    /// Status codes counted in `ts_inference_responses_total`, so their series can be removed.
+    private let responseCodes = Mutex<Set<Int>>([])
 
     init(model: String, version: String, hostname: String, factory: any MetricsFactory) {
         self.factory = factory
@@ -131,6 +134,33 @@ final class ModelMetrics: Sendable {
 
     func dropped(_ reason: DropReason) {
         Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory).increment()
+    }
+
+    /// A request to this version was answered with `code`.
+    func response(code: Int) {
+        responseCodes.withLock { _ = $0.insert(code) }
+        Self.responses(dimensions, code: code, factory: factory).increment()
+    }
+
+    static func responses(_ dimensions: [(String, String)], code: Int, factory: any MetricsFactory) -> Counter {
+        Counter(label: MetricName.inferenceResponses, dimensions: dimensions + [("code", String(code))], factory: factory)
+    }
+
+    /// Removes every series of this version from the registry, once it is unregistered: label
+    /// values of versions that are gone must not pile up.
+    func destroy() {
+        for counter in [requests, inferenceLatency, queueLatency] { counter.destroy() }
+        requestDuration.destroy()
+        batchSize.destroy()
+        for timer in stages.values { timer.destroy() }
+        for reason in DropReason.allCases {
+            Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory).destroy()
+        }
+        for code in responseCodes.withLock({ $0 }) { Self.responses(dimensions, code: code, factory: factory).destroy() }
+        for status in WorkerStatus.allCases {
+            Gauge(label: MetricName.workers, dimensions: dimensions + [("status", status.rawValue)], factory: factory).destroy()
+        }
+        Gauge(label: MetricName.queuePending, dimensions: dimensions, factory: factory).destroy()
     }
 }
 

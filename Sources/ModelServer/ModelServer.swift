@@ -50,6 +50,7 @@ public final class ModelServer: @unchecked Sendable {
         self.snapshots = snapshots
         self.placement = DevicePlacement(
             visibleGPUs: visibleGPUs ?? TorchRuntime.cudaDeviceCount, limit: configuration.numberOfGPU)
+        PathRedaction.register(workDirectory: configuration.workDirectory, modelStore: configuration.modelStore)
     }
 
     // MARK: Registration
@@ -65,7 +66,12 @@ public final class ModelServer: @unchecked Sendable {
     @discardableResult
     public func register(_ options: RegistrationOptions, atStartup: Bool = false, wait: Bool = true) async throws -> ModelDescription {
         let version = try await prepare(options)
-        try insert(version, atStartup: atStartup)
+        do {
+            try insert(version, atStartup: atStartup)
+        } catch {
+            discardUnpacked(version.archive)
+            throw error
+        }
         let workers = version.settings.minWorkers
         if wait {
             try await startOrRollBack(version, workers: workers)
@@ -89,7 +95,7 @@ public final class ModelServer: @unchecked Sendable {
 
     /// Fetches (when it is a URL) and opens the archive, builds its handler and settings.
     private func prepare(_ options: RegistrationOptions) async throws -> ModelVersion {
-        let source = try await locateArchive(options.url)
+        let (source, downloaded) = try await locateArchive(options)
         var opened: OpenedArchive
         do {
             opened = try await onThread { [configuration] in
@@ -98,22 +104,34 @@ public final class ModelServer: @unchecked Sendable {
         } catch let error as ArchiveError {
             throw ModelServerError.invalidModel("\(error)")
         }
-        let name = options.modelName ?? opened.name.rawValue
-        guard ModelName(rawValue: name) != nil else {
-            throw ModelServerError.badRequest("model_name '\(name)' is invalid: use letters, digits, '_', '-' and '.', at most 64")
+        do {
+            let name = options.modelName ?? opened.name.rawValue
+            guard ModelName(rawValue: name) != nil else {
+                throw ModelServerError.badRequest("model_name '\(Excerpt.of(name))' is invalid: use letters, digits, '_', '-' and '.', at most 64")
+            }
+            if let handler = options.handler {
+                opened.handlerSpec = try handlerSpec(handler, replacing: opened)
+                opened.handler = opened.handlerSpec.kind
+            }
+            let handler = try HandlerFactory.make(opened, pixelLimit: configuration.pixelLimit)
+            var settings = ModelSettings(config: opened.config, defaults: configuration)
+            options.apply(to: &settings)
+            return ModelVersion(
+                name: name, version: opened.version, modelURL: options.url, storedArchive: downloaded ? source.lastPathComponent : nil,
+                archive: opened, handler: handler,
+                handlerOverride: options.handler, settings: settings, queueCapacity: configuration.jobQueueSize, placement: placement,
+                allocateWorkerID: { [weak self] in self?.allocateWorkerID() ?? 0 }, restartDelay: restartDelay, logger: logger,
+                metrics: ModelMetrics(model: name, version: opened.version, hostname: hostname, factory: metricsFactory))
+        } catch {
+            // Refused after unpacking: the unpacked copy goes too.
+            discardUnpacked(opened)
+            throw error
         }
-        if let handler = options.handler {
-            opened.handlerSpec = try handlerSpec(handler, replacing: opened)
-            opened.handler = opened.handlerSpec.kind
-        }
-        let handler = try HandlerFactory.make(opened, pixelLimit: configuration.pixelLimit)
-        var settings = ModelSettings(config: opened.config, defaults: configuration)
-        options.apply(to: &settings)
-        return ModelVersion(
-            name: name, version: opened.version, modelURL: options.url, archive: opened, handler: handler,
-            handlerOverride: options.handler, settings: settings, queueCapacity: configuration.jobQueueSize, placement: placement,
-            allocateWorkerID: { [weak self] in self?.allocateWorkerID() ?? 0 }, restartDelay: restartDelay, logger: logger,
-            metrics: ModelMetrics(model: name, version: opened.version, hostname: hostname, factory: metricsFactory))
+    }
+
+    /// Deletes the folder an archive was unpacked into, if it was unpacked.
+    private func discardUnpacked(_ archive: OpenedArchive) {
+        if let folder = archive.extractedFolder { try? FileManager.default.removeItem(at: folder) }
     }
 
     /// The spec a registration's `handler` names: a built-in kind (the archive's own spec when
@@ -145,6 +163,8 @@ public final class ModelServer: @unchecked Sendable {
         } catch {
             remove(version)
             version.shutdown()
+            version.metrics.destroy()
+            discardUnpacked(version.archive)
             throw error
         }
     }
@@ -177,16 +197,21 @@ public final class ModelServer: @unchecked Sendable {
         return nextWorkerID - 1
     }
 
-    /// A registration `url` as a local archive: an allowed `http(s)` URL is downloaded into the
-    /// model store first; anything else must resolve inside the store.
-    func locateArchive(_ url: String) async throws(ModelServerError) -> URL {
+    /// A registration's archive as a local file: an allowed `http(s)` URL is downloaded into the
+    /// model store first (unless an earlier download of it is named and still there); anything
+    /// else must resolve inside the store.
+    /// - Returns: the file, and whether it is a download of an `http(s)` URL.
+    func locateArchive(_ options: RegistrationOptions) async throws(ModelServerError) -> (file: URL, downloaded: Bool) {
+        let url = options.url
         let lowered = url.lowercased()
-        if lowered.hasPrefix("http://") || lowered.hasPrefix("https://") {
-            let file = try await downloader.download(url, into: configuration.modelStore)
-            logger.info("downloaded \(url) to \(file.path)")
-            return file
+        guard lowered.hasPrefix("http://") || lowered.hasPrefix("https://") else { return (try resolveArchiveURL(url), false) }
+        if let stored = options.storedArchive, let file = try? resolveArchiveURL(stored) {
+            logger.info("using \(stored) in the model store, downloaded earlier from \(url)")
+            return (file, true)
         }
-        return try resolveArchiveURL(url)
+        let file = try await downloader.download(url, into: configuration.modelStore)
+        logger.info("downloaded \(url) to \(file.path)")
+        return (file, true)
     }
 
     /// A registration `url` resolved inside the model store (symlinks too); anything else is refused.
@@ -352,11 +377,25 @@ public final class ModelServer: @unchecked Sendable {
         }
     }
 
-    /// Lets a detached version finish its queue, then stops it and deletes its unpacked files.
+    /// Lets a detached version finish its queue, then stops it, deletes its unpacked files and
+    /// removes its metric series (unless the same version was registered again meanwhile).
     private func retire(_ target: ModelVersion, timeout: Duration) async {
         await target.drainAndShutdown(timeout: timeout)
         if let folder = target.archive.extractedFolder {
             try? FileManager.default.removeItem(at: folder)
+        }
+        if (try? resolve(model: target.name, version: target.version)) == nil { target.metrics.destroy() }
+    }
+
+    /// Counts an answered inference request in `ts_inference_responses_total`, under the
+    /// version that answered when it is registered; requests naming a model or version that is
+    /// not registered are counted under `(unknown)`, so clients cannot create series at will.
+    public func countResponse(model: String, version: String?, code: Int) {
+        if let target = try? resolve(model: model, version: version) {
+            target.metrics.response(code: code)
+        } else {
+            ModelMetrics.responses([("model_name", "(unknown)"), ("model_version", "(unknown)")], code: code, factory: metricsFactory)
+                .increment()
         }
     }
 
@@ -372,7 +411,12 @@ public final class ModelServer: @unchecked Sendable {
             initialWorkers: max(1, settings.minWorkers), responseTimeout: settings.responseTimeout,
             startupTimeout: settings.startupTimeout, maxWorkers: settings.maxWorkers)
         let candidate = try await prepare(options)
-        try insert(candidate, atStartup: false)
+        do {
+            try insert(candidate, atStartup: false)
+        } catch {
+            discardUnpacked(candidate.archive)
+            throw error
+        }
         // Loading warms every batch size up, so the first request after the flip pays nothing extra.
         try await startOrRollBack(candidate, workers: max(1, settings.minWorkers))
         candidate.superviseWorkers()
@@ -400,7 +444,7 @@ public final class ModelServer: @unchecked Sendable {
                     version: version.version, url: version.modelURL, minWorkers: settings.minWorkers,
                     maxWorkers: settings.maxWorkers, batchSize: settings.batchSize, maxBatchDelay: settings.maxBatchDelay,
                     responseTimeout: settings.responseTimeout, startupTimeout: settings.startupTimeout,
-                    handler: version.handlerOverride)
+                    handler: version.handlerOverride, archive: version.storedArchive)
             })
         }
         return Snapshot(createdOn: Date().formatted(.iso8601), models: entries)
@@ -425,12 +469,16 @@ public final class ModelServer: @unchecked Sendable {
         var failures: [(model: String, reason: String)] = []
         for model in snapshot.models {
             for version in model.versions {
-                let options = RegistrationOptions(
+                var options = RegistrationOptions(
                     url: version.url, modelName: model.name, batchSize: version.batchSize,
                     maxBatchDelay: version.maxBatchDelay, initialWorkers: version.minWorkers,
                     responseTimeout: version.responseTimeout, startupTimeout: version.startupTimeout,
                     maxWorkers: version.maxWorkers, handler: version.handler)
+                // A download is opened from the store again; snapshots written before `archive`
+                // existed name the file the download was saved as, the URL's last component.
+                options.storedArchive = version.archive ?? URL(string: version.url)?.lastPathComponent
                 do {
+                    try options.validate()
                     try await register(options, atStartup: true)
                 } catch {
                     failures.append((model.name, "version \(version.version) from \(version.url): \(error)"))
@@ -457,7 +505,7 @@ public final class ModelServer: @unchecked Sendable {
         for version in all {
             let dimensions = version.metrics.dimensions
             let infos = version.workerInfos
-            for status in [WorkerStatus.loading, .ready, .unloading, .failed] {
+            for status in WorkerStatus.allCases {
                 Gauge(label: MetricName.workers, dimensions: dimensions + [("status", status.rawValue)], factory: metricsFactory)
                     .record(infos.filter { $0.status == status }.count)
             }

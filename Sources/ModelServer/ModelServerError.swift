@@ -1,3 +1,5 @@
+import ModelArchive
+
 /// Everything the core can refuse or fail with. Each case carries what a user needs to act;
 /// the HTTP layer maps cases to status codes in one place.
 public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -40,8 +42,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
 
     public var description: String {
         switch self {
-        case .modelNotFound(let model): return "Model not found: \(model)"
-        case .versionNotFound(let model, let version): return "Model version not found: \(model) version \(version)"
+        case .modelNotFound(let model): return "Model not found: \(Excerpt.of(model))"
+        case .versionNotFound(let model, let version): return "Model version not found: \(Excerpt.of(model)) version \(Excerpt.of(version))"
         case .badRequest(let message), .invalidInput(let message), .unsupportedMediaType(let message),
              .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message), .downloadFailed(let message),
              .unavailable(let message), .modelFailure(let message), .outOfMemory(let message):

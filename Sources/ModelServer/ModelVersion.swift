@@ -12,6 +12,8 @@ final class ModelVersion: @unchecked Sendable {
     let version: String
     /// The `url` it was registered from, as describe shows it.
     let modelURL: String
+    /// The model store file a download of `modelURL` was saved as; nil when `modelURL` names a store file itself.
+    let storedArchive: String?
     let archive: OpenedArchive
     let handler: any Handler
     /// The `handler` given at registration in place of the archive's, if one was.
@@ -39,13 +41,14 @@ final class ModelVersion: @unchecked Sendable {
     private var replacementScheduled = false
     private var _loadTimings: LoadTimings?
 
-    init(name: String, version: String, modelURL: String, archive: OpenedArchive, handler: any Handler,
+    init(name: String, version: String, modelURL: String, storedArchive: String? = nil, archive: OpenedArchive, handler: any Handler,
          handlerOverride: String? = nil, settings: ModelSettings, queueCapacity: Int, placement: DevicePlacement,
          allocateWorkerID: @escaping @Sendable () -> Int, restartDelay: Duration, logger: Logger, metrics: ModelMetrics) {
         self.metrics = metrics
         self.name = name
         self.version = version
         self.modelURL = modelURL
+        self.storedArchive = storedArchive
         self.archive = archive
         self.handler = handler
         self.handlerOverride = handlerOverride
@@ -129,6 +132,8 @@ final class ModelVersion: @unchecked Sendable {
         }
         let arrived = ContinuousClock.now
         let deadline = arrived.advanced(by: timeout)
+        var request = request
+        request.deadline = deadline
         return try await withCheckedThrowingContinuation { continuation in
             let job = InferenceJob(request: request, arrivedAt: arrived, deadline: deadline, metrics: metrics, continuation: continuation)
             do throws(ModelServerError) {
@@ -335,6 +340,11 @@ final class ModelVersion: @unchecked Sendable {
                     if let key = prepared.stackingKey { groupOfKey[key] = groups.count }
                     groups.append([(job, prepared)])
                 }
+            } catch ModelServerError.deadlineExceeded {
+                // The handler gave up decoding at the deadline, so the worker is free for the next request.
+                if job.finish(.failure(.deadlineExceeded(model: name, timeoutMilliseconds: milliseconds(job.deadline - job.enqueuedAt)))) {
+                    metrics.dropped(.deadline)
+                }
             } catch {
                 job.finish(.failure(error))
             }
@@ -358,6 +368,15 @@ final class ModelVersion: @unchecked Sendable {
             metrics.record(.forward, .now - started)
         } catch {
             let message = error.summary
+            // Tensors a client chose (KServe v2 numeric inputs) that the model rejects are the client's to fix: 400.
+            if group.allSatisfy({ if case .forward = $0.0.request.mode { true } else { false } }) {
+                logger.info("forward refused the client's tensors: \(message)")
+                for (job, _) in group {
+                    job.finish(.failure(.invalidInput(
+                        "Model \(name) rejected the input tensors: \(message). Check their shapes and datatypes against GET /v2/models/\(name)")))
+                }
+                return
+            }
             logger.error("forward failed: \(error)")
             worker?.recordFailure("forward failed: \(message)", loading: false)
             for (job, _) in group { job.finish(.failure(.modelFailure("Model \(name) failed: \(message)"))) }

@@ -11,6 +11,9 @@ public struct RegistrationOptions: Sendable, Equatable {
     public var responseTimeout: Int?
     public var startupTimeout: Int?
     public var maxWorkers: Int?
+    /// The file in the model store that an earlier download of `url` left (a restore from a
+    /// snapshot): opened instead of fetching `url` again, when it is still there.
+    var storedArchive: String?
 
     public init(url: String, modelName: String? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
                 initialWorkers: Int? = nil, responseTimeout: Int? = nil, startupTimeout: Int? = nil,
@@ -24,6 +27,31 @@ public struct RegistrationOptions: Sendable, Equatable {
         self.initialWorkers = initialWorkers
         self.responseTimeout = responseTimeout
         self.startupTimeout = startupTimeout
+    }
+
+    /// The values each setting may take, wherever it comes from: the management API checks its
+    /// parameters against them, a restore checks the snapshot's (a file on disk is input too).
+    public enum Range {
+        public static let batchSize = 1...1024
+        public static let maxBatchDelay = 0...60_000
+        public static let workers = 0...256
+        public static let responseTimeout = 1...86_400
+        public static let startupTimeout = 1...86_400
+    }
+
+    /// Checks every setting against ``Range``.
+    /// - Throws: `ModelServerError.badRequest` naming the first setting out of range.
+    public func validate() throws(ModelServerError) {
+        let checks: [(String, Int?, ClosedRange<Int>)] = [
+            ("batch_size", batchSize, Range.batchSize), ("max_batch_delay", maxBatchDelay, Range.maxBatchDelay),
+            ("initial_workers", initialWorkers, Range.workers), ("max_worker", maxWorkers, Range.workers),
+            ("response_timeout", responseTimeout, Range.responseTimeout), ("startup_timeout", startupTimeout, Range.startupTimeout),
+        ]
+        for (name, value, range) in checks {
+            if let value, !range.contains(value) {
+                throw .badRequest("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            }
+        }
     }
 
     /// Registration parameters beat the model config.

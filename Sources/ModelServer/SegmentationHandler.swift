@@ -43,7 +43,7 @@ public struct SegmentationHandler: Handler {
 
     public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         let (format, originalSize) = try Self.outputFormat(for: request, default: spec.output)
-        let image = try decode(request.body)
+        let image = try decoder.decodeRequestImage(request, handler: "image_segmenter")
         stages.mark(.decode)
         let resized: Image
         do {
@@ -119,18 +119,6 @@ public struct SegmentationHandler: Handler {
         // A smooth pattern rather than zeros, so optimised and plain modules are compared on real work.
         let values = (0..<count).map { Float(sin(Double($0) * 0.001)) }
         return [try Tensor.copying(values, shape: [batchSize, 3, size.height, size.width])]
-    }
-
-    private func decode(_ body: [UInt8]) throws(ModelServerError) -> Image {
-        guard !body.isEmpty else { throw .invalidInput("empty body: send a PNG or JPEG image") }
-        guard ImageFormat.sniff(body) != nil else {
-            throw .unsupportedMediaType("image_segmenter takes a PNG or JPEG image; the body is neither")
-        }
-        do {
-            return try decoder.decode(body)
-        } catch {
-            throw .invalidInput("cannot decode the image: \(error)")
-        }
     }
 
     /// `output` beats `Accept`; `size=original` returns the mask at the input's size.

@@ -13,10 +13,15 @@ public struct Snapshot: Codable, Sendable, Equatable {
         public var startupTimeout: Int
         /// The `handler` given at registration, when it replaced the archive's.
         public var handler: String?
+        /// For a version registered from an `http(s)` URL: the file in the model store the
+        /// download was saved as, which a restart opens instead of downloading again.
+        public var archive: String?
 
         public init(version: String, url: String, minWorkers: Int, maxWorkers: Int, batchSize: Int,
-                    maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int, handler: String? = nil) {
+                    maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int, handler: String? = nil,
+                    archive: String? = nil) {
             self.handler = handler
+            self.archive = archive
             self.version = version
             self.url = url
             self.minWorkers = minWorkers
@@ -60,40 +65,16 @@ public struct SnapshotStore: Sendable {
         file = directory.appendingPathComponent("snapshot.json")
     }
 
-    /// Writes to a temporary file in the same folder, fsyncs it, renames it over the old one,
-    /// and fsyncs the folder so the rename itself survives a power cut.
+    /// Writes the snapshot atomically (``AtomicFile``): readable only by this user, never torn.
     public func write(_ snapshot: Snapshot) throws {
         let directory = file.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(snapshot)
-        let temporary = directory.appendingPathComponent(".snapshot-\(UUID().uuidString).tmp")
-        let descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw SnapshotError.io("cannot create \(temporary.path): \(String(cString: strerror(errno)))") }
-        var written = 0
-        let failure: String? = data.withUnsafeBytes { buffer -> String? in
-            while written < buffer.count {
-                let result = Foundation.write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
-                if result < 0 { return String(cString: strerror(errno)) }
-                written += result
-            }
-            return fsync(descriptor) == 0 ? nil : String(cString: strerror(errno))
-        }
-        close(descriptor)
-        if let failure {
-            unlink(temporary.path)
-            throw SnapshotError.io("cannot write \(temporary.path): \(failure)")
-        }
-        guard rename(temporary.path, file.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary.path)
-            throw SnapshotError.io("cannot replace \(file.path): \(reason)")
-        }
-        let folder = open(directory.path, O_RDONLY | O_DIRECTORY)
-        if folder >= 0 {
-            fsync(folder)
-            close(folder)
+        do {
+            try AtomicFile.write(try encoder.encode(snapshot), to: file)
+        } catch let error as AtomicFileError {
+            throw SnapshotError.io(error.description)
         }
     }
 

@@ -3,7 +3,7 @@ import Logging
 import Torch
 
 /// The state of a worker as describe shows it.
-public enum WorkerStatus: String, Sendable {
+public enum WorkerStatus: String, Sendable, CaseIterable {
     case loading = "LOADING"
     case ready = "READY"
     case unloading = "UNLOADING"

@@ -10,10 +10,11 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public var message: String
     public var headers: HTTPFields = [:]
 
+    /// - Parameter message: shown to the client with server-side paths removed (``PathRedaction``).
     public init(_ status: HTTPResponse.Status, type: String, message: String) {
         self.status = status
         self.type = type
-        self.message = message
+        self.message = PathRedaction.redact(message)
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {

@@ -34,10 +34,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
 
     /// ts_inference_responses_total by model, serving version and status code.
     func countResponse(model: String, version: String?, status: HTTPResponse.Status) {
-        guard let served = version ?? server.defaultVersion(of: model) else { return }
-        Counter(label: MetricName.inferenceResponses,
-                dimensions: [("model_name", model), ("model_version", served), ("code", String(status.code))],
-                factory: server.metricsFactory).increment()
+        server.countResponse(model: model, version: version, code: status.code)
     }
 
     func ping() -> Response {

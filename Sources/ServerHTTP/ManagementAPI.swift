@@ -79,11 +79,11 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         let options = RegistrationOptions(
             url: try parameters.required("url"),
             modelName: parameters.string("model_name"),
-            batchSize: try parameters.int("batch_size", in: 1...1024),
-            maxBatchDelay: try parameters.int("max_batch_delay", in: 0...60_000),
-            initialWorkers: try parameters.int("initial_workers", in: 0...256),
-            responseTimeout: try parameters.int("response_timeout", in: 1...86_400),
-            startupTimeout: try parameters.int("startup_timeout", in: 1...86_400),
+            batchSize: try parameters.int("batch_size", in: RegistrationOptions.Range.batchSize),
+            maxBatchDelay: try parameters.int("max_batch_delay", in: RegistrationOptions.Range.maxBatchDelay),
+            initialWorkers: try parameters.int("initial_workers", in: RegistrationOptions.Range.workers),
+            responseTimeout: try parameters.int("response_timeout", in: RegistrationOptions.Range.responseTimeout),
+            startupTimeout: try parameters.int("startup_timeout", in: RegistrationOptions.Range.startupTimeout),
             handler: parameters.string("handler"))
         let synchronous = try parameters.bool("synchronous") ?? true
         if !synchronous {
@@ -125,8 +125,9 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         if try parameters.bool("swap") == true {
             return try await swap(model: model, version: version, parameters: parameters)
         }
-        let minWorkers = try parameters.int("min_worker", in: 0...256) ?? 1
-        let maxWorkers = try parameters.int("max_worker", in: minWorkers...256) ?? minWorkers
+        let workers = RegistrationOptions.Range.workers
+        let minWorkers = try parameters.int("min_worker", in: workers) ?? 1
+        let maxWorkers = try parameters.int("max_worker", in: minWorkers...workers.upperBound) ?? minWorkers
         let synchronous = try parameters.bool("synchronous") ?? false
         let timeout = try parameters.int("timeout", in: -1...86_400) ?? -1
         if !synchronous {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ModelServer
 
 /// TorchServe 0.11+'s token authorization: three random keys in `key_file.json`, a Bearer key
 /// per port, and an API key that renews the other two.
@@ -82,21 +83,19 @@ public final class TokenAuthorization: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(object)
-        let directory = keyFile.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".key_file-\(UUID().uuidString).tmp")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw TokenFileError(path: temporary.path)
-        }
-        guard rename(temporary.path, keyFile.path) == 0 else {
-            try? FileManager.default.removeItem(at: temporary)
-            throw TokenFileError(path: keyFile.path)
+        // Created 0600 from the start and renamed into place: no other user can ever read a key.
+        do {
+            try AtomicFile.write(data, to: keyFile)
+        } catch {
+            throw TokenFileError(path: keyFile.path, reason: error.description)
         }
     }
 }
 
 struct TokenFileError: Error, CustomStringConvertible {
     var path: String
-    var description: String { "cannot write the key file \(path): \(String(cString: strerror(errno)))" }
+    var reason: String
+    var description: String { "cannot write the key file \(path): \(reason)" }
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a key matched.

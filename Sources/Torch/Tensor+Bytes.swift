@@ -7,10 +7,11 @@ extension Tensor {
     /// This is how tensors of any element type (float16 and bool included) arrive from a wire format.
     public static func copying(bytes: [UInt8], shape: [Int], dtype: DType) throws(TorchError) -> Tensor {
         guard dtype != .other else { throw TorchError.invalidArgument("cannot build a tensor of an unnamed element type") }
-        let count = shape.reduce(1, *)
-        guard bytes.count == count * dtype.byteCount else {
+        let count = try elementCount(of: shape)
+        let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.byteCount)
+        guard !overflow, bytes.count == needed else {
             throw TorchError.invalidArgument(
-                "shape \(shape) of \(dtype) needs \(count * dtype.byteCount) bytes, but \(bytes.count) were given")
+                "shape \(shape) of \(dtype) needs \(overflow ? "more" : String(needed)) bytes, but \(bytes.count) were given")
         }
         let tensor = try Tensor.empty(shape: shape, dtype: dtype)
         guard !bytes.isEmpty else { return tensor }

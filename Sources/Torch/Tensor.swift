@@ -38,7 +38,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// A CPU tensor holding a copy of `values`.
     public static func copying<Element: TensorElement>(_ values: [Element], shape: [Int]) throws -> Tensor {
-        let count = shape.reduce(1, *)
+        let count = try elementCount(of: shape)
         guard count == values.count else {
             throw TorchError.invalidArgument("shape \(shape) holds \(count) elements, but \(values.count) were given")
         }
@@ -74,10 +74,21 @@ public final class Tensor: @unchecked Sendable {
     }
 
     private static func dimensions(_ shape: [Int]) throws(TorchError) -> [Int64] {
-        guard shape.allSatisfy({ $0 >= 0 }) else {
-            throw TorchError.invalidArgument("tensor shape \(shape) has a negative dimension")
-        }
+        _ = try elementCount(of: shape)
         return shape.map(Int64.init)
+    }
+
+    /// The product of `shape`'s dimensions, checked: a negative dimension or a product that
+    /// overflows is an error, never a trap (shapes can come from clients).
+    static func elementCount(of shape: [Int]) throws(TorchError) -> Int {
+        var count = 1
+        for size in shape {
+            guard size >= 0 else { throw TorchError.invalidArgument("tensor shape \(shape) has a negative dimension") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow else { throw TorchError.invalidArgument("tensor shape \(shape) has more elements than memory can hold") }
+            count = product
+        }
+        return count
     }
 
     // MARK: Inspecting

@@ -126,7 +126,7 @@ struct Serve: AsyncParsableCommand, Sendable {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
         var configuration = ServerConfiguration(
             modelStore: cwd.appendingPathComponent("model_store", isDirectory: true),
-            workDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(getpid())", isDirectory: true))
+            workDirectory: WorkDirectory.folder(in: FileManager.default.temporaryDirectory))
         let configPath = tsConfig ?? (FileManager.default.fileExists(atPath: "config.properties") ? "config.properties" : nil)
         if let configPath {
             let url = URL(fileURLWithPath: configPath, relativeTo: cwd)
@@ -157,8 +157,9 @@ struct Serve: AsyncParsableCommand, Sendable {
     func runForeground() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "serve")
+        ServerConfiguration.NetworkLimits.raiseOpenFileLimit()
         let configuration = try loadConfiguration()
-        try FileManager.default.createDirectory(at: configuration.workDirectory, withIntermediateDirectories: true)
+        try WorkDirectory.prepare(configuration.workDirectory, logger: logger)
         defer { try? FileManager.default.removeItem(at: configuration.workDirectory) }
 
         let snapshots = ncs ? nil : SnapshotStore(directory: logDirectory.appendingPathComponent("config", isDirectory: true))
@@ -191,15 +192,17 @@ struct Serve: AsyncParsableCommand, Sendable {
             server: server, snapshot: restored,
             registrations: try StartupModels.parse(configuration.loadModels, store: configuration.modelStore))
 
+        // Timeouts, connection caps and one bound on request bodies in flight for all three listeners.
+        let edge = NetworkEdge(configuration: configuration, logger: logger)
         let inference = HTTPServer.inferenceApplication(
             server: server, host: configuration.inferenceAddress.host, port: configuration.inferenceAddress.port,
-            authorization: authorization, logger: logger)
+            authorization: authorization, edge: edge, logger: logger)
         let management = HTTPServer.managementApplication(
             server: server, host: configuration.managementAddress.host, port: configuration.managementAddress.port,
-            authorization: authorization, logger: logger)
+            authorization: authorization, edge: edge, logger: logger)
         let metrics = HTTPServer.metricsApplication(
             server: server, registry: registry, host: configuration.metricsAddress.host,
-            port: configuration.metricsAddress.port, logger: logger)
+            port: configuration.metricsAddress.port, edge: edge, logger: logger)
         // Services stop in reverse order: the drain comes first, the listeners after it.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: inference), .init(service: management), .init(service: metrics),
