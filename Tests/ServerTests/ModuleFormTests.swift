@@ -51,15 +51,22 @@ import Testing
         try await server.register(RegistrationOptions(url: "half"))
         let full = try server.describe(model: "unet_tiny")[0].weightBytes
         let half = try server.describe(model: "half")[0].weightBytes
-        // Floating-point weights halve.
-        #expect(half < full * 6 / 10 && half > full * 4 / 10, "float32 \(full) bytes, bfloat16 \(half) bytes")
+        // The load-time check decides: it converts when bfloat16 keeps the output (the weights
+        // halve), and keeps float32 when this CPU's bfloat16 kernels move too many of the random
+        // fixture's near-tied argmaxes on its check input (CPUs without AVX512-BF16 round otherwise).
+        let converted = half < full * 6 / 10
+        if converted {
+            #expect(half > full * 4 / 10, "float32 \(full) bytes, bfloat16 \(half) bytes")
+        } else {
+            #expect(half == full, "float32 \(full) bytes, kept float32 \(half) bytes")
+        }
 
         for image in ["rgb.png", "baseline.jpg", "palette.png"] {
             let got = try mask(try await server.predict(model: "half", request: InferenceRequest(body: try Fixtures.bytes("images/\(image)"))))
             let expected = try expectedMask(image)
             #expect(got.count == expected.count)
             let same = zip(got, expected).filter { $0 == $1 }.count
-            #expect(Double(same) / Double(expected.count) >= 0.99, "\(image): \(same) of \(expected.count) pixels agree")
+            #expect(Double(same) / Double(expected.count) >= (converted ? 0.99 : 1), "\(image): \(same) of \(expected.count) pixels agree")
         }
     }
 }
