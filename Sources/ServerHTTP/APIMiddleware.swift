@@ -24,7 +24,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
-        let requestID = Self.requestID(from: HeaderName.requestID.flatMap { request.headers[$0] })
+        let requestID = HeaderName.requestID(from: HeaderName.requestID.flatMap { request.headers[$0] })
         var response: Response
         // Routes read the id the response will carry (KServe v2 echoes it as `id`).
         var head = request.head
@@ -53,13 +53,6 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         return response
     }
 
-    /// The client's id if it is 1–128 visible ASCII characters, else a new UUID.
-    static func requestID(from header: String?) -> String {
-        if let header, !header.isEmpty, header.utf8.count <= 128, header.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
-            return header
-        }
-        return UUID().uuidString.lowercased()
-    }
 }
 
 /// Header names HTTPTypes does not predefine.
@@ -70,4 +63,13 @@ enum HeaderName {
     static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")
     /// SageMaker multi-model endpoints: the model `/invocations` runs.
     static let sageMakerTargetModel = HTTPField.Name("X-Amzn-SageMaker-Target-Model")
+
+    /// The id a response carries: the client's `X-Request-Id` if it is 1–128 visible ASCII
+    /// characters, else a new UUID.
+    static func requestID(from header: String?) -> String {
+        if let header, !header.isEmpty, header.utf8.count <= 128, header.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            return header
+        }
+        return UUID().uuidString.lowercased()
+    }
 }

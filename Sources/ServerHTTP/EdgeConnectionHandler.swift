@@ -47,6 +47,8 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var unanswered = CircularBuffer<Int>(initialCapacity: 2)
     /// The path of the request being read, for the shape of an answer written here.
     private var path: String?
+    /// The `X-Request-Id` of the request being read, echoed by answers given here.
+    private var requestID: String?
     /// An answer that must wait for the responses to earlier requests.
     private var pendingAnswer: APIError?
     /// Close once every request that reached a route is answered.
@@ -169,6 +171,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let now = waited()
         let path = head.path.map { target in String(target.prefix { $0 != "?" }) }
         self.path = path
+        requestID = HeaderName.requestID.flatMap { head.headerFields[$0] }
         var body = Body(started: now, lastProgress: now)
         phase = .body(body)
         deadlinePassed = false
@@ -292,6 +295,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         fields[.contentType] = "application/json"
         fields[.contentLength] = "\(body.readableBytes)"
         fields[.connection] = "close"
+        if let name = HeaderName.requestID { fields[name] = HeaderName.requestID(from: requestID) }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: error.status, headerFields: fields))), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)

@@ -170,9 +170,10 @@ import Testing
         }) { port, edge in
             // Larger than max_request_size: 413 before the body is read.
             let huge = try EdgeClient(port: port)
-            try huge.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n")
+            try huge.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: edge-42\r\nContent-Length: 5000000\r\n\r\n")
             let tooLarge = try EdgeResponse(await huge.readUntilClosed(timeout: 5).text)
             #expect(tooLarge.status == 413)
+            #expect(tooLarge.header("x-request-id") == "edge-42")
             #expect(tooLarge.json["type"] as? String == "RequestTooLargeException")
             #expect(tooLarge.json["message"] as? String == "Request body of 5000000 bytes is larger than max_request_size (100000 bytes)")
 
