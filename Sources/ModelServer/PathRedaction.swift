@@ -17,12 +17,14 @@ public enum PathRedaction {
             [url.standardizedFileURL.path, url.standardizedFileURL.resolvingSymlinksInPath().path]
         }
         folders.withLock { folders in
-            for path in Set(paths) where path.count > 1 && !folders.contains(where: { $0.prefix == path }) {
+            for path in paths where path.count > 1 && !folders.contains(where: { $0.prefix == path }) {
                 // A path under the folder loses the folder and, for the work folder, the per-archive folder.
                 let escaped = NSRegularExpression.escapedPattern(for: path)
                 let pattern = try? Regex<Substring>(escaped + #"(?:/[^/\s"']+-[0-9a-f]{8}(?=/))?/?"#)
                 folders.append((path, pattern))
             }
+            // Longest first: a work folder inside the model store loses its whole path, not the store's part.
+            folders.sort { $0.prefix.count > $1.prefix.count }
         }
     }
 
