@@ -80,7 +80,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "ModelServer",
+            name: "ServerCore",
             dependencies: [
                 "ModelArchive", "Torch", "ImageCodec",
                 .product(name: "Logging", package: "swift-log"),
@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "ServerHTTP",
             dependencies: [
-                "ModelServer",
+                "ServerCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "ServerHTTP", "ModelServer", "Torch",
+                "ServerHTTP", "ServerCore", "Torch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -152,13 +152,13 @@ let package = Package(
         ),
         .testTarget(
             name: "HandlerTests",
-            dependencies: ["ModelServer", "ModelArchive", "Torch", "TestFixtures"],
+            dependencies: ["ServerCore", "ModelArchive", "Torch", "TestFixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ServerHTTP", "ModelServer", "ModelArchive", "ImageCodec", "TestFixtures",
+                "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "TestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// An error as every port renders it: `{"code": 404, "type": "ModelNotFoundException", "message": "…"}`.
 public struct APIError: Error, HTTPResponseError, Sendable {

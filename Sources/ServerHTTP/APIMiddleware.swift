@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
-import ModelServer
+import ServerCore
 
 /// Runs around every route of a port: request id, error rendering, access log.
 struct APIMiddleware<Context: RequestContext>: RouterMiddleware {

@@ -1,5 +1,5 @@
 import Hummingbird
-import ModelServer
+import ServerCore
 import NIOCore
 
 /// A request context that keeps the connection's channel, so a prediction can learn when its

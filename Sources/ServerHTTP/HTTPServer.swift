@@ -1,7 +1,7 @@
 import Hummingbird
 import struct HummingbirdCore.HTTPServerBuilder
 import Logging
-import ModelServer
+import ServerCore
 import Prometheus
 
 /// Builds the Hummingbird applications of the server's ports.

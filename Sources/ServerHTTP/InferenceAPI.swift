@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 import Metrics
-import ModelServer
+import ServerCore
 
 /// The inference port: health and predictions.
 public struct InferenceAPI<Context: RequestContext>: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// KServe v2 (Open Inference Protocol) on the inference port: health, model metadata and
 /// readiness, and inference on JSON or binary tensors.

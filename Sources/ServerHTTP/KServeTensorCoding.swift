@@ -1,5 +1,5 @@
 import Foundation
-import ModelServer
+import ServerCore
 
 /// The wire format of KServe v2 (Open Inference Protocol) inference: JSON tensors, and the
 /// binary tensor data extension (a JSON header of `Inference-Header-Content-Length` bytes, then

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// The management port: register, list, describe, scale, set-default, unregister.
 public struct ManagementAPI<Context: RequestContext>: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 import Prometheus
 
 /// The metrics port: `GET /metrics` in Prometheus' text format, optionally filtered by `name[]`.

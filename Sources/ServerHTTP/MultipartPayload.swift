@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 import MultipartKit
 
 /// The prediction payload of a `multipart/form-data` body: the part named `data`, else `file`,

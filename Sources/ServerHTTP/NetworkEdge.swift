@@ -1,7 +1,7 @@
 import Hummingbird
 import struct HummingbirdCore.HTTPServerBuilder
 import Logging
-import ModelServer
+import ServerCore
 import NIOCore
 import Synchronization
 

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// Query parameters (and, for registration, the same keys in a JSON body), validated once.
 struct RequestParameters {

@@ -1,5 +1,5 @@
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// SageMaker's container contract on the inference port: `POST /invocations` runs the model
 /// the request or the configuration names (`GET /ping` is the inference API's), and

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import ModelServer
+import ServerCore
 
 /// TorchServe 0.11+'s token authorization: three random keys in `key_file.json`, a Bearer key
 /// per port, and an API key that renews the other two.

@@ -3,7 +3,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import ModelServer
+import ServerCore
 import Torch
 
 /// `serve --start` and `serve --stop`: a detached server process with a pid file.

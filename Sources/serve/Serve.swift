@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
-import ModelServer
+import ServerCore
 import Prometheus
 import ServerHTTP
 import ServiceLifecycle

@@ -1,7 +1,7 @@
 import Foundation
 import TestFixtures
 import Testing
-@testable import ModelServer
+@testable import ServerCore
 
 /// HuggingFace's `BertNormalizer` on every single code point (scripts/fixtures/make_tokenizer_fixtures.py).
 private struct NormalizationFixture: Decodable {

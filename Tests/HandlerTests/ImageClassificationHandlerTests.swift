@@ -3,7 +3,7 @@ import ModelArchive
 import TestFixtures
 import Testing
 import Torch
-@testable import ModelServer
+@testable import ServerCore
 
 @Suite struct ImageClassificationHandlerTests {
     struct Expected: Decodable {

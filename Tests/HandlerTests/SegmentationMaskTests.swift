@@ -1,5 +1,5 @@
 import Testing
-@testable import ModelServer
+@testable import ServerCore
 
 @Suite struct SegmentationMaskTests {
     @Test func pascalPalette() {

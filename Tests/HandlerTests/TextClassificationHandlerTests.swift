@@ -3,7 +3,7 @@ import ModelArchive
 import TestFixtures
 import Testing
 import Torch
-@testable import ModelServer
+@testable import ServerCore
 
 /// Expected outputs of the tiny BERT and the EmbeddingBag fixtures, made in Python.
 private struct ExpectedOutputs: Decodable {

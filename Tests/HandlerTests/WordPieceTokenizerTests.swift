@@ -1,7 +1,7 @@
 import Foundation
 import TestFixtures
 import Testing
-@testable import ModelServer
+@testable import ServerCore
 
 /// The committed baseline of HuggingFace `tokenizers` ids (scripts/fixtures/make_tokenizer_fixtures.py).
 struct WordPieceParityFixture: Decodable {

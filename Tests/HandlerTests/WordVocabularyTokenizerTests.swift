@@ -1,7 +1,7 @@
 import Foundation
 import TestFixtures
 import Testing
-@testable import ModelServer
+@testable import ServerCore
 
 private struct BasicEnglishFixture: Decodable {
     struct Case: Decodable {

@@ -2,7 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import ModelServer
+import ServerCore
 import ServerHTTP
 import Testing
 

@@ -4,7 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import ImageCodec
 import ModelArchive
-import ModelServer
+import ServerCore
 import Prometheus
 import ServerHTTP
 import Synchronization

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import ModelServer
+import ServerCore
 import Prometheus
 import ServerHTTP
 import TestFixtures

@@ -1,5 +1,5 @@
 import Foundation
-import ModelServer
+import ServerCore
 import Testing
 
 @Suite struct ConfigurationTests {

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
-import ModelServer
+import ServerCore
 import ServerHTTP
 import TestFixtures
 import Testing

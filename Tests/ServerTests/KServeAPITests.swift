@@ -4,7 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Metrics
-import ModelServer
+import ServerCore
 import Prometheus
 import ServerHTTP
 import TestFixtures

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
-import ModelServer
+import ServerCore
 import TestFixtures
 import Testing
 

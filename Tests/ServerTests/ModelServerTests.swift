@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import ModelServer
+import ServerCore
 import TestFixtures
 import Testing
 

@@ -1,5 +1,5 @@
 import Foundation
-import ModelServer
+import ServerCore
 import Prometheus
 import TestFixtures
 import Testing

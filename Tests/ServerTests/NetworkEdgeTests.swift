@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import ModelServer
+import ServerCore
 import NIOCore
 import Prometheus
 import ServerHTTP

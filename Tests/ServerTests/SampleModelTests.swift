@@ -1,6 +1,6 @@
 import Foundation
 import ImageCodec
-import ModelServer
+import ServerCore
 import TestFixtures
 import Testing
 
