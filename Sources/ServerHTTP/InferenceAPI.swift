@@ -96,7 +96,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
             countResponse(model: model, version: version, status: APIError(error).status)
             throw error
         }
-        countResponse(model: model, version: version, status: .ok)
+        countResponse(model: model, version: output.version, status: .ok)
         return Response(status: .ok, headers: [.contentType: output.contentType],
                         body: .init(byteBuffer: ByteBuffer(bytes: output.body)))
     }

@@ -240,7 +240,7 @@ public final class ModelServer: @unchecked Sendable {
     /// Runs one prediction on a model's default version, or on `version`.
     public func predict(model: String, version: String? = nil, request: InferenceRequest) async throws -> InferenceResponse {
         var target = try resolve(model: model, version: version)
-        let response: InferenceResponse
+        var response: InferenceResponse
         do {
             response = try await submit(request, to: target)
         } catch ModelServerError.unavailable(let message) where version == nil && target.isRetiring {
@@ -249,6 +249,7 @@ public final class ModelServer: @unchecked Sendable {
             guard !target.isRetiring else { throw ModelServerError.unavailable(message) }
             response = try await submit(request, to: target)
         }
+        response.version = target.version
         guard response.body.count <= configuration.maxResponseSize else {
             throw ModelServerError.modelFailure(
                 "Model \(model) produced a \(response.body.count)-byte response, more than max_response_size (\(configuration.maxResponseSize)); raise max_response_size or ask for a smaller output")

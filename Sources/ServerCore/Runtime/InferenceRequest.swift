@@ -54,6 +54,9 @@ public struct InferenceResponse: Sendable, Equatable {
     public var contentType: String
     /// The outputs, for requests whose mode asks for tensors (then `body` is empty).
     public var tensors: [HostTensor]
+    /// The model version that answered (set by the server; a request to the default version
+    /// served across a swap names the version that really ran it).
+    public var version: String = ""
 
     public init(body: [UInt8], contentType: String, tensors: [HostTensor] = []) {
         self.body = body
