@@ -79,11 +79,11 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         let options = RegistrationOptions(
             url: try parameters.required("url"),
             modelName: parameters.string("model_name"),
-            batchSize: try parameters.int("batch_size", in: RegistrationOptions.Range.batchSize),
-            maxBatchDelay: try parameters.int("max_batch_delay", in: RegistrationOptions.Range.maxBatchDelay),
-            initialWorkers: try parameters.int("initial_workers", in: RegistrationOptions.Range.workers),
-            responseTimeout: try parameters.int("response_timeout", in: RegistrationOptions.Range.responseTimeout),
-            startupTimeout: try parameters.int("startup_timeout", in: RegistrationOptions.Range.startupTimeout),
+            batchSize: try parameters.int("batch_size", in: ModelSettings.Override.Range.batchSize),
+            maxBatchDelay: try parameters.int("max_batch_delay", in: ModelSettings.Override.Range.maxBatchDelay),
+            initialWorkers: try parameters.int("initial_workers", in: ModelSettings.Override.Range.workers),
+            responseTimeout: try parameters.int("response_timeout", in: ModelSettings.Override.Range.responseTimeout),
+            startupTimeout: try parameters.int("startup_timeout", in: ModelSettings.Override.Range.startupTimeout),
             handler: parameters.string("handler"))
         let synchronous = try parameters.bool("synchronous") ?? true
         if !synchronous {
@@ -125,7 +125,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         if try parameters.bool("swap") == true {
             return try await swap(model: model, version: version, parameters: parameters)
         }
-        let workers = RegistrationOptions.Range.workers
+        let workers = ModelSettings.Override.Range.workers
         let minWorkers = try parameters.int("min_worker", in: workers) ?? 1
         let maxWorkers = try parameters.int("max_worker", in: minWorkers...workers.upperBound) ?? minWorkers
         let synchronous = try parameters.bool("synchronous") ?? false

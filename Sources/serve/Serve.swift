@@ -78,14 +78,19 @@ struct Serve: AsyncParsableCommand, Sendable {
     @Flag(name: .long, help: "Serve without token authorization (no key_file.json; anyone who reaches a port may use it).")
     var disableTokenAuth = false
 
+    @Flag(name: .long, help: "Print the config.properties key reference (docs/configuration.md) and exit.")
+    var printConfigReference = false
+
     func validate() throws {
-        guard [start, stop, foreground].filter({ $0 }).count == 1 else {
+        guard printConfigReference || [start, stop, foreground].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --start, --stop or --foreground")
         }
     }
 
     func run() async throws {
-        if stop {
+        if printConfigReference {
+            print(ConfigurationKey.referenceMarkdown(), terminator: "")
+        } else if stop {
             try Daemon.stop(logDirectory: logDirectory)
         } else if start {
             try await launch()()

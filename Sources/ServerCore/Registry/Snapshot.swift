@@ -5,31 +5,59 @@ public struct Snapshot: Codable, Sendable, Equatable {
     public struct Version: Codable, Sendable, Equatable {
         public var version: String
         public var url: String
-        public var minWorkers: Int
-        public var maxWorkers: Int
-        public var batchSize: Int
-        public var maxBatchDelay: Int
-        public var responseTimeout: Int
-        public var startupTimeout: Int
+        /// Every setting of the version as it ran (coded beside `version`, flat, as TorchServe's snapshot).
+        public var settings: ModelSettings.Override
         /// The `handler` given at registration, when it replaced the archive's.
         public var handler: String?
         /// For a version registered from an `http(s)` URL: the file in the model store the
         /// download was saved as, which a restart opens instead of downloading again.
         public var archive: String?
 
+        public init(version: String, url: String, settings: ModelSettings.Override, handler: String? = nil, archive: String? = nil) {
+            self.version = version
+            self.url = url
+            self.settings = settings
+            self.handler = handler
+            self.archive = archive
+        }
+
         public init(version: String, url: String, minWorkers: Int, maxWorkers: Int, batchSize: Int,
                     maxBatchDelay: Int, responseTimeout: Int, startupTimeout: Int, handler: String? = nil,
                     archive: String? = nil) {
-            self.handler = handler
-            self.archive = archive
-            self.version = version
-            self.url = url
-            self.minWorkers = minWorkers
-            self.maxWorkers = maxWorkers
-            self.batchSize = batchSize
-            self.maxBatchDelay = maxBatchDelay
-            self.responseTimeout = responseTimeout
-            self.startupTimeout = startupTimeout
+            self.init(version: version, url: url, settings: ModelSettings.Override(
+                minWorkers: minWorkers, maxWorkers: maxWorkers, batchSize: batchSize, maxBatchDelay: maxBatchDelay,
+                responseTimeout: responseTimeout, startupTimeout: startupTimeout), handler: handler, archive: archive)
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case version, url, handler, archive
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            version = try container.decode(String.self, forKey: .version)
+            url = try container.decode(String.self, forKey: .url)
+            handler = try container.decodeIfPresent(String.self, forKey: .handler)
+            archive = try container.decodeIfPresent(String.self, forKey: .archive)
+            settings = try ModelSettings.Override(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(version, forKey: .version)
+            try container.encode(url, forKey: .url)
+            try container.encodeIfPresent(handler, forKey: .handler)
+            try container.encodeIfPresent(archive, forKey: .archive)
+            try settings.encode(to: encoder)
+        }
+
+        /// The registration that brings this version back: its settings, its handler, and the
+        /// stored download (snapshots written before `archive` existed name the file the
+        /// download was saved as, the URL's last component).
+        func registration(model: String) -> RegistrationOptions {
+            var options = RegistrationOptions(url: url, modelName: model, handler: handler, settings: settings)
+            options.storedArchive = archive ?? URL(string: url)?.lastPathComponent
+            return options
         }
     }
 

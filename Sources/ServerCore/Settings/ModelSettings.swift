@@ -1,7 +1,10 @@
 import ModelArchive
 
-/// How one model version is served, resolved once from registration parameters,
-/// `model-config.yaml` and server defaults, in that order.
+/// How one model version is served.
+///
+/// Resolved in one order, each layer an ``Override`` of the one before: the server's defaults,
+/// the archive's `model-config.yaml`, the config's `models` key, the registration's parameters,
+/// then any scale call.
 public struct ModelSettings: Sendable, Equatable {
     public var minWorkers: Int
     public var maxWorkers: Int
@@ -56,5 +59,83 @@ public struct ModelSettings: Sendable, Equatable {
             optimize: config.optimizesAtLoad,
             shareModule: config.sharesModule,
             precision: config.precision ?? .float32)
+    }
+}
+
+extension ModelSettings {
+    /// The settings one layer (model config, the config's `models` key, a registration, a
+    /// snapshot, a scale call) sets; nil leaves the layer below in force. Coded with the names
+    /// TorchServe gives them, which `model-config.yaml`, the `models` key and the snapshot share.
+    public struct Override: Sendable, Equatable, Codable {
+        public var minWorkers: Int?
+        public var maxWorkers: Int?
+        public var batchSize: Int?
+        /// Milliseconds a worker waits for a batch to fill.
+        public var maxBatchDelay: Int?
+        /// Seconds from arrival to answer.
+        public var responseTimeout: Int?
+        /// Seconds a worker may take to load.
+        public var startupTimeout: Int?
+
+        public init(minWorkers: Int? = nil, maxWorkers: Int? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
+                    responseTimeout: Int? = nil, startupTimeout: Int? = nil) {
+            self.minWorkers = minWorkers
+            self.maxWorkers = maxWorkers
+            self.batchSize = batchSize
+            self.maxBatchDelay = maxBatchDelay
+            self.responseTimeout = responseTimeout
+            self.startupTimeout = startupTimeout
+        }
+
+        /// Every value of `settings`: what a snapshot records.
+        public init(_ settings: ModelSettings) {
+            self.init(minWorkers: settings.minWorkers, maxWorkers: settings.maxWorkers, batchSize: settings.batchSize,
+                      maxBatchDelay: settings.maxBatchDelay, responseTimeout: settings.responseTimeout,
+                      startupTimeout: settings.startupTimeout)
+        }
+
+        /// The values each setting may take, wherever it comes from.
+        public enum Range {
+            public static let batchSize = 1...1024
+            public static let maxBatchDelay = 0...60_000
+            public static let workers = 0...256
+            public static let responseTimeout = 1...86_400
+            public static let startupTimeout = 1...86_400
+        }
+
+        /// Checks every value against ``Range``: a snapshot or config file is input too.
+        /// - Throws: `ModelServerError.badRequest` naming the first setting out of range.
+        public func validate() throws(ModelServerError) {
+            let checks: [(String, Int?, ClosedRange<Int>)] = [
+                ("batchSize", batchSize, Range.batchSize), ("maxBatchDelay", maxBatchDelay, Range.maxBatchDelay),
+                ("minWorkers", minWorkers, Range.workers), ("maxWorkers", maxWorkers, Range.workers),
+                ("responseTimeout", responseTimeout, Range.responseTimeout), ("startupTimeout", startupTimeout, Range.startupTimeout),
+            ]
+            for (name, value, range) in checks {
+                if let value, !range.contains(value) {
+                    throw .badRequest("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+                }
+            }
+        }
+    }
+
+    /// Applies a layer: each value it sets replaces this one; `maxWorkers` never ends below `minWorkers`.
+    public mutating func apply(_ layer: Override) {
+        if let value = layer.batchSize { batchSize = value }
+        if let value = layer.maxBatchDelay { maxBatchDelay = value }
+        if let value = layer.responseTimeout { responseTimeout = value }
+        if let value = layer.startupTimeout { startupTimeout = value }
+        if let value = layer.minWorkers {
+            minWorkers = value
+            maxWorkers = max(maxWorkers, value)
+        }
+        if let value = layer.maxWorkers { maxWorkers = max(minWorkers, value) }
+    }
+
+    /// A version's settings: the server's defaults, then the archive's model config, then each
+    /// of `layers` in order (the config's `models` entry, the registration).
+    init(config: ModelConfig, defaults: ServerConfiguration, layers: [Override]) {
+        self.init(config: config, defaults: defaults)
+        for layer in layers { apply(layer) }
     }
 }

@@ -67,8 +67,9 @@ public struct ServerConfiguration: Sendable {
     public var drainDelay = 5
     /// Seconds in-flight and queued requests may take to finish once the listeners close.
     public var gracefulShutdownTimeout = 20
-    /// Per-model settings from the `models` key: name → version → registration settings.
-    public var modelSettings: [String: [String: ModelSettingsOverride]] = [:]
+    /// Per-model settings from the `models` key: name → version → settings, applied to that
+    /// version at every registration, between its model config and the registration's own.
+    public var modelSettings: [String: [String: ConfiguredModel]] = [:]
     /// The model SageMaker's `/invocations` runs when the request names none (`invocations_model`).
     public var invocationsModel: String?
     /// Timeouts, connection caps and the in-flight body bound every listener enforces.
@@ -79,16 +80,8 @@ public struct ServerConfiguration: Sendable {
         self.workDirectory = workDirectory
     }
 
-    /// Keys this server reads from `config.properties`.
-    public static let knownKeys: Set<String> = [
-        "inference_address", "management_address", "metrics_address", "model_store", "load_models",
-        "default_workers_per_model", "job_queue_size", "max_request_size", "max_response_size",
-        "default_response_timeout", "default_startup_timeout", "number_of_gpu", "allowed_urls",
-        "enable_envvars_config", "disable_token_authorization", "enable_model_api", "models",
-        "intra_op_threads", "token_expiration_min", "drain_delay", "graceful_shutdown_timeout",
-        "invocations_model", "connection_idle_timeout", "request_read_timeout", "min_request_body_rate",
-        "request_body_rate_grace", "max_connections", "health_connection_reserve", "max_inflight_body_bytes",
-    ]
+    /// Keys this server reads from `config.properties`: the names in ``ConfigurationKey/all``.
+    public static let knownKeys: Set<String> = Set(ConfigurationKey.all.map(\.name))
 
     /// Applies a `config.properties` file (and, with `enable_envvars_config=true`, `TS_<KEY>`
     /// environment variables) on top of the current values.
@@ -119,64 +112,10 @@ public struct ServerConfiguration: Sendable {
         return warnings
     }
 
+    /// Applies each key of the table that `values` sets, in the table's order.
     private mutating func apply(_ values: [String: String], relativeTo base: URL) throws(ConfigurationError) {
-        func address(_ key: String) throws(ConfigurationError) -> Address? {
-            guard let text = values[key] else { return nil }
-            do { return try Address(parsing: text) } catch { throw ConfigurationError(key: key, message: error.message) }
-        }
-        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
-            guard let text = values[key] else { return nil }
-            guard let value = Int(text), range.contains(value) else {
-                throw ConfigurationError(key: key, message: "'\(text)' is not an integer in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return value
-        }
-        if let value = try address("inference_address") { inferenceAddress = value }
-        if let value = try address("management_address") { managementAddress = value }
-        if let value = try address("metrics_address") { metricsAddress = value }
-        if let path = values["model_store"] {
-            modelStore = URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL
-        }
-        if let text = values["load_models"] {
-            loadModels = text.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
-        }
-        if let value = try int("default_workers_per_model", 0...256) { defaultWorkersPerModel = value }
-        if let value = try int("job_queue_size", 1...1_000_000) { jobQueueSize = value }
-        if let value = try int("max_request_size", 1...Int(Int32.max)) { maxRequestSize = value }
-        if let value = try int("max_response_size", 1...Int(Int32.max)) { maxResponseSize = value }
-        if let value = try int("default_response_timeout", 1...86_400) { defaultResponseTimeout = value }
-        if let value = try int("default_startup_timeout", 1...86_400) { defaultStartupTimeout = value }
-        if let value = try int("number_of_gpu", 0...1024) { numberOfGPU = value }
-        if let value = try int("intra_op_threads", 1...1024) { intraOpThreads = value }
-        if let value = try int("token_expiration_min", 0...(60 * 24 * 365)) { tokenExpirationMinutes = value }
-        if let value = try int("drain_delay", 0...3600) { drainDelay = value }
-        if let value = try int("graceful_shutdown_timeout", 1...3600) { gracefulShutdownTimeout = value }
-        if let text = values["allowed_urls"] {
-            allowedURLs = text.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
-            for pattern in allowedURLs {
-                do { _ = try Regex(pattern) } catch {
-                    throw ConfigurationError(key: "allowed_urls", message: "'\(pattern)' is not a valid regular expression")
-                }
-            }
-        }
-        if let value = try Self.bool(values["disable_token_authorization"], key: "disable_token_authorization") {
-            tokenAuthorization = !value
-        }
-        if let value = try Self.bool(values["enable_model_api"], key: "enable_model_api") { enableModelAPI = value }
-        if let value = values["invocations_model"]?.trimmingSpaces, !value.isEmpty { invocationsModel = value }
-        if let value = try int("connection_idle_timeout", 1...86_400) { networkLimits.idleTimeout = .seconds(value) }
-        if let value = try int("request_read_timeout", 1...3600) { networkLimits.readTimeout = .seconds(value) }
-        if let value = try int("min_request_body_rate", 0...Int(Int32.max)) { networkLimits.minBodyRate = value }
-        if let value = try int("request_body_rate_grace", 0...3600) { networkLimits.bodyRateGrace = .seconds(value) }
-        if let value = try int("max_connections", 1...1_000_000) { networkLimits.maxConnections = value }
-        if let value = try int("health_connection_reserve", 0...10_000) { networkLimits.healthConnectionReserve = value }
-        if let value = try int("max_inflight_body_bytes", 1...(1 << 50)) { networkLimits.maxInflightBodyBytes = value }
-        if let text = values["models"] {
-            do {
-                modelSettings = try JSONDecoder().decode([String: [String: ModelSettingsOverride]].self, from: Data(text.utf8))
-            } catch {
-                throw ConfigurationError(key: "models", message: "is not JSON of the form {\"name\": {\"1.0\": {\"minWorkers\": 1, ...}}}: \(error)")
-            }
+        for key in ConfigurationKey.all {
+            if let text = values[key.name] { try key.apply(&self, text, base) }
         }
     }
 
@@ -312,19 +251,30 @@ extension ServerConfiguration {
     }
 }
 
-/// Per-model settings from the `models` key of `config.properties` (TorchServe's names).
-public struct ModelSettingsOverride: Sendable, Equatable, Codable {
+/// One model version's entry in the `models` key of `config.properties`, in TorchServe's form:
+/// `{"unet": {"1.0": {"marName": "unet.mar", "minWorkers": 2, "batchSize": 4, "defaultVersion": true}}}`.
+public struct ConfiguredModel: Sendable, Equatable, Decodable {
+    /// The archive, as TorchServe names it; informational here (archives come from `load_models`).
     public var marName: String?
-    public var minWorkers: Int?
-    public var maxWorkers: Int?
-    public var batchSize: Int?
-    public var maxBatchDelay: Int?
-    public var responseTimeout: Int?
+    /// Whether this version becomes the model's default once registered.
     public var defaultVersion: Bool?
+    /// `minWorkers`, `maxWorkers`, `batchSize`, `maxBatchDelay`, `responseTimeout`, `startupTimeout`.
+    public var settings: ModelSettings.Override
+
+    private enum CodingKeys: String, CodingKey {
+        case marName, defaultVersion
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        marName = try container.decodeIfPresent(String.self, forKey: .marName)
+        defaultVersion = try container.decodeIfPresent(Bool.self, forKey: .defaultVersion)
+        settings = try ModelSettings.Override(from: decoder)
+    }
 }
 
 /// An invalid configuration value; fatal at start.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
     public var key: String
     public var message: String
 
