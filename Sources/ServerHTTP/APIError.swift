@@ -5,7 +5,7 @@ import ServerCore
 /// An error as every port renders it: `{"code": 404, "type": "ModelNotFoundException", "message": "…"}`.
 public struct APIError: Error, HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
-    /// TorchServe's exception name for the status (API.md's error table).
+    /// TorchServe's exception name for the status (docs/api.md's error table).
     public var type: String
     public var message: String
     public var headers: HTTPFields = [:]

@@ -186,7 +186,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     }
 }
 
-/// Describe's JSON for one version (API.md).
+/// Describe's JSON for one version (docs/api.md).
 struct DescribedModel: Encodable {
     struct Worker: Encodable {
         var id: String
@@ -266,7 +266,7 @@ struct DescribedModel: Encodable {
     }
 }
 
-/// UTC ISO-8601 with milliseconds, as API.md writes times.
+/// UTC ISO-8601 with milliseconds, as docs/api.md writes times.
 func timestamp(_ date: Date) -> String {
     date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """API walkthrough: drives `serve` as a TorchServe user would and checks every answer
-against ../shared/API.md (the HTTP contract).
+against docs/api.md (the HTTP contract).
 
 How to run (from the repository root):
 
@@ -1046,7 +1046,7 @@ def walkthrough(work, serve, archiver, daemons, hosts):
     R.section("kill -9, serve --start restores the snapshot, serve --stop")
     before = state_of(s, ["unet", "fortunes"])
     print(f"   state before kill: {before}")
-    # acknowledged changes must survive a kill -9 right after their 202 (API.md: a 200 or 202
+    # acknowledged changes must survive a kill -9 right after their 202 (docs/api.md: a 200 or 202
     # for a change is sent only once the snapshot holds it)
     expect("POST /models?url=unet.mar&model_name=late&synchronous=false -> 202, then kill -9 at once",
            s.mgmt("POST", "/models?url=unet.mar&model_name=late&synchronous=false"), 202, {"status": "Processing worker updates..."})
