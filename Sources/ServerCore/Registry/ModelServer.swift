@@ -149,9 +149,12 @@ public final class ModelServer: Sendable {
         do {
             response = try await submit(request, to: target)
         } catch ModelServerError.unavailable(let message) where version == nil && target.isRetiring {
-            // The default version was swapped out between resolving and queueing: the new one answers.
-            target = try resolve(model: model, version: nil)
-            guard !target.isRetiring else { throw ModelServerError.unavailable(message) }
+            // The default version was swapped out between resolving and queueing: the new one
+            // answers. After an unregister there is none, and the 503 stands.
+            guard let successor = try? resolve(model: model, version: nil), successor !== target, !successor.isRetiring else {
+                throw ModelServerError.unavailable(message)
+            }
+            target = successor
             response = try await submit(request, to: target)
         }
         response.version = target.version
