@@ -44,7 +44,7 @@ import Torch
 
     @Test func refusesNonImages() throws {
         let handler = try ImageClassificationHandler(spec: ImageClassifierSpec(), labels: .indices)
-        #expect(throws: ModelServerError.self) { try handler.preprocess(InferenceRequest(body: [])) }
+        #expect(throws: ModelServerError.invalidInput("empty body: send a PNG or JPEG image")) { try handler.preprocess(InferenceRequest(body: [])) }
         do {
             _ = try handler.preprocess(InferenceRequest(body: Array("hello".utf8)))
             Issue.record("text accepted as an image")

@@ -15,9 +15,26 @@ import Testing
     }
 
     @Test func rejectsWhatIsNotALabelMap() {
-        for json in ["[\"a\"]", "{\"x\": \"a\"}", "{\"-1\": \"a\"}", "{\"01\": \"a\"}", "{\"0\": 5}", "{\"0\": \"a\", \"1\": \"a\"}", "{"] {
-            #expect(throws: ModelServerError.self, "\(json)") { try ClassLabels(json: Data(json.utf8)) }
+        let expected = "expected a JSON object of class index → name, like {\"0\": \"cat\", \"1\": \"dog\"}"
+        let cases: [(json: String, message: String)] = [
+            ("[\"a\"]", "the labels index_to_name.json are not a JSON object of class index → name, like {\"0\": \"cat\", \"1\": \"dog\"}"),
+            ("{\"x\": \"a\"}", "the labels index_to_name.json have the key \"x\", not a class index; \(expected)"),
+            ("{\"-1\": \"a\"}", "the labels index_to_name.json have the key \"-1\", not a class index; \(expected)"),
+            ("{\"01\": \"a\"}", "the labels index_to_name.json have the key \"01\", not a class index; \(expected)"),
+            ("{\"0\": 5}", "the labels index_to_name.json give class 0 a value that is not a name; \(expected)"),
+            ("{\"0\": \"a\", \"1\": \"a\"}", "the labels index_to_name.json name classes 0 and 1 both \"a\"; names must differ"),
+        ]
+        for (json, message) in cases {
+            #expect(throws: ModelServerError.invalidModel(message), "\(json)") { try ClassLabels(json: Data(json.utf8)) }
         }
-        #expect(throws: ModelServerError.self) { try ClassLabels(contentsOf: URL(fileURLWithPath: "/nonexistent/index_to_name.json")) }
+        // Parser messages differ between platforms: the case, the file and the hint are what users need.
+        #expect { try ClassLabels(json: Data("{".utf8)) } throws: { error in
+            guard case .invalidModel(let message)? = error as? ModelServerError else { return false }
+            return message.hasPrefix("the labels index_to_name.json are not JSON (") && message.hasSuffix(expected)
+        }
+        #expect { try ClassLabels(contentsOf: URL(fileURLWithPath: "/nonexistent/index_to_name.json")) } throws: { error in
+            guard case .invalidModel(let message)? = error as? ModelServerError else { return false }
+            return message.hasPrefix("cannot read the labels index_to_name.json: ")
+        }
     }
 }

@@ -63,6 +63,10 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
     static let bertSpec = TextClassifierSpec(tokenizer: .wordpiece, maxLength: 32, labels: "index_to_name.json")
     static let bagSpec = TextClassifierSpec(tokenizer: .wordVocab, vocab: "bag_vocab.json", maxLength: 128)
 
+    /// What a user reads who asks an EmbeddingBag model for batches.
+    static let wordVocabularyBatchMessage = "text_classifier with tokenizer word_vocab runs with batch size 1 (an EmbeddingBag's "
+        + "offsets of several requests cannot be joined), but batch size 2 was asked for; set batchSize: 1"
+
     static func bertHandler() throws -> TextClassificationHandler {
         try TextClassificationHandler(
             spec: bertSpec, vocabulary: Fixtures.url("tokenizer/vocab.txt"), labels: Fixtures.url("text/index_to_name.json"))
@@ -153,7 +157,7 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
     @Test func wordVocabularyModelsRunWithBatchSizeOne() throws {
         let handler = try Self.bagHandler()
         #expect(try handler.exampleInputs(batchSize: 1).count == 2)
-        #expect(throws: ModelServerError.self) { try handler.exampleInputs(batchSize: 2) }
+        #expect(throws: ModelServerError.invalidModel(Self.wordVocabularyBatchMessage)) { try handler.exampleInputs(batchSize: 2) }
     }
 
     @Test func exampleInputsRunThroughTheModel() throws {
@@ -235,9 +239,13 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
         let dict = ModuleOutput.dict([("hidden", .tensor(try Tensor.copying([Float(0)], shape: [1]))), ("logits", .tensor(logits))])
         #expect(try handler.postprocess(dict, for: input) == response)
         // Wrong shapes and non-finite values are model failures.
-        #expect(throws: ModelServerError.self) { try handler.postprocess(.tensor(try Tensor.copying([Float(1), 2, 3], shape: [3])), for: input) }
+        #expect(throws: ModelServerError.modelFailure("text_classifier expects (2, classes) logits, got shape [3]")) {
+            try handler.postprocess(.tensor(try Tensor.copying([Float(1), 2, 3], shape: [3])), for: input)
+        }
         let nan = try Tensor.copying([Float.nan, 0, 0, 1, 2, 3], shape: [2, 3])
-        #expect(throws: ModelServerError.self) { try handler.postprocess(.tensor(nan), for: input) }
+        #expect(throws: ModelServerError.modelFailure("the model returned logits that are not finite (NaN or infinity)")) {
+            try handler.postprocess(.tensor(nan), for: input)
+        }
     }
 
     // MARK: Archives
@@ -269,7 +277,7 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
         #expect(prepared.tensors.map(\.shape) == [[1, 32], [1, 32]])
 
         let bag = "handler:\n  kind: text_classifier\n  tokenizer: word_vocab\n  vocab: vocab.json\n"
-        #expect(throws: ModelServerError.self) {
+        #expect(throws: ModelServerError.invalidModel(Self.wordVocabularyBatchMessage)) {
             try HandlerFactory.make(
                 try makeArchive(model: "models/text_bag.pt", files: ["vocab.json": "text/bag_vocab.json"], config: "batchSize: 2\n" + bag),
                 pixelLimit: 1 << 24)
@@ -278,16 +286,18 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
             try makeArchive(model: "models/text_bag.pt", files: ["vocab.json": "text/bag_vocab.json"], config: bag), pixelLimit: 1 << 24)
         #expect(try bagHandler.preprocess(request("the game")).tensors.map(\.shape) == [[2], [1]])
         // A vocabulary the handler section names but the archive lacks (the archive reader notices first).
-        #expect(throws: (any Error).self) {
+        #expect(throws: ArchiveError.missingFile(path: folder.path, file: "vocab.json", referencedBy: "model-config.yaml's handler.vocab")) {
             try HandlerFactory.make(try makeArchive(model: "models/text_bag.pt", files: [:], config: bag), pixelLimit: 1 << 24)
         }
     }
 }
 
-/// The trained samples of scripts/samples/train_text_classifier.py, when they have been built
-/// (they are not committed): the server must give the probabilities the script computed.
+/// A text sample folder as scripts/samples/train_text_classifier.py leaves it (`model.pt`,
+/// `vocab.txt`, `index_to_name.json`, `model-config.yaml`, `expected.json`): the server must give
+/// the probabilities the script computed. The trained samples are not committed, so the same
+/// check also runs on a folder of that layout made from the committed tiny-BERT fixtures.
 @Suite struct TrainedTextClassifierSampleTests {
-    struct Expected: Decodable {
+    struct Expected: Codable {
         var text: String
         var label: String
         var probabilities: [String: Float]
@@ -300,26 +310,74 @@ private func request(_ body: String, contentType: String? = nil) -> InferenceReq
         FileManager.default.fileExists(atPath: buildFolder.appendingPathComponent("\(name)/expected.json").path)
     }
 
-    @Test(arguments: ["text", "text-small"])
-    func servesWhatTheTrainingScriptComputed(_ name: String) throws {
-        guard Self.isBuilt(name) else { return }
-        let folder = Self.buildFolder.appendingPathComponent(name, isDirectory: true)
-        let yaml = try String(contentsOf: folder.appendingPathComponent("model-config.yaml"), encoding: .utf8)
-        let maxLength = try #require(yaml.split(separator: "\n").first { $0.contains("maxLength:") }
-            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) })
+    /// Reads the folder's `model-config.yaml` as the server does, serves every expected text in
+    /// one batch, and compares each answer with what the script computed.
+    static func checkServes(_ folder: URL, tolerance: Float) throws {
+        let config = try ModelConfig.load(contentsOf: folder.appendingPathComponent(ModelConfig.defaultFileName), handlerKind: .textClassifier)
+        guard case .textClassifier(let spec)? = config.handler else {
+            Issue.record("\(folder.lastPathComponent): model-config.yaml has no text_classifier handler section")
+            return
+        }
         let handler = try TextClassificationHandler(
-            spec: TextClassifierSpec(maxLength: maxLength, labels: "index_to_name.json"),
-            vocabulary: folder.appendingPathComponent("vocab.txt"), labels: folder.appendingPathComponent("index_to_name.json"))
+            spec: spec, vocabulary: folder.appendingPathComponent(spec.vocab), labels: spec.labels.map { folder.appendingPathComponent($0) })
         let module = try ScriptModule(contentsOf: folder.appendingPathComponent("model.pt"))
         let expected = try JSONDecoder().decode([Expected].self, from: Data(contentsOf: folder.appendingPathComponent("expected.json")))
+        try #require(!expected.isEmpty, "\(folder.lastPathComponent): expected.json lists no texts")
         let responses = try serve(expected.map { request($0.text) }, with: handler, module: module)
+        #expect(responses.count == expected.count)
         for (item, response) in zip(expected, responses) {
             let pairs = orderedPairs(Substring(text(response)))
-            #expect(pairs.count == item.probabilities.count)
+            #expect(pairs.count == item.probabilities.count, "\(item.text.prefix(60))")
+            #expect(pairs.first?.0 == item.probabilities.max { $0.value < $1.value }?.key, "\(item.text.prefix(60))")
             for (label, probability) in pairs {
-                let want = try #require(item.probabilities[label])
-                #expect(abs(probability - want) <= 1e-4, "\(name): \(item.text.prefix(60)) \(label)")
+                let want = try #require(item.probabilities[label], "\(item.text.prefix(60)): unexpected label \(label)")
+                #expect(abs(probability - want) <= tolerance, "\(folder.lastPathComponent): \(item.text.prefix(60)) \(label)")
             }
         }
+    }
+
+    /// The script's layout made from the committed tiny BERT, its vocabulary, labels and the
+    /// probabilities Python computed for it.
+    @Test func servesASampleFolderMadeFromTheCommittedFixtures() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("text-sample-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (name, fixture) in ["model.pt": "models/text_bert_tiny.pt", "vocab.txt": "tokenizer/vocab.txt",
+                                "index_to_name.json": "text/index_to_name.json"] {
+            try FileManager.default.copyItem(at: Fixtures.url(fixture), to: folder.appendingPathComponent(name))
+        }
+        let outputs = try ExpectedOutputs.load("text/bert_tiny_expected.json")
+        let maxLength = try #require(outputs.maxLength)
+        let config = """
+            batchSize: 4
+            handler:
+              kind: text_classifier
+              tokenizer: wordpiece
+              vocab: vocab.txt
+              maxLength: \(maxLength)
+              lowercase: true
+              modelInputs: [input_ids, attention_mask]
+              labels: index_to_name.json
+
+            """
+        try config.write(to: folder.appendingPathComponent("model-config.yaml"), atomically: true, encoding: .utf8)
+        let labels = try #require(outputs.labels)
+        let expected = try outputs.cases.map { item in
+            let best = try #require(item.probabilities.indices.max { item.probabilities[$0] < item.probabilities[$1] })
+            return Expected(text: item.text, label: labels[best],
+                            probabilities: Dictionary(uniqueKeysWithValues: zip(labels, item.probabilities)))
+        }
+        try JSONEncoder().encode(expected).write(to: folder.appendingPathComponent("expected.json"))
+        try Self.checkServes(folder, tolerance: 1e-5)
+    }
+
+    @Test(.enabled(if: isBuilt("text"), "scripts/samples/build/text is not committed; train_text_classifier.py makes it"))
+    func servesTheTrainedSample() throws {
+        try Self.checkServes(Self.buildFolder.appendingPathComponent("text", isDirectory: true), tolerance: 1e-4)
+    }
+
+    @Test(.enabled(if: isBuilt("text-small"), "scripts/samples/build/text-small is not committed; train_text_classifier.py makes it"))
+    func servesTheTrainedSmallSample() throws {
+        try Self.checkServes(Self.buildFolder.appendingPathComponent("text-small", isDirectory: true), tolerance: 1e-4)
     }
 }

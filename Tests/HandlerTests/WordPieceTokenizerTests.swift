@@ -128,10 +128,12 @@ func firstMismatchWindow(_ got: [Int64], _ expected: [Int64], radius: Int = 6) -
 
         let missing = folder.appendingPathComponent("missing.txt")
         try Data("[PAD]\nhello\n".utf8).write(to: missing)
-        #expect(throws: ModelServerError.self) { try WordPieceTokenizer(contentsOf: missing) }
+        #expect(throws: ModelServerError.invalidModel("the WordPiece vocabulary lacks one of [UNK], [CLS], [SEP]")) {
+            try WordPieceTokenizer(contentsOf: missing)
+        }
         let notUTF8 = folder.appendingPathComponent("latin1.txt")
         try Data([0x5B, 0x55, 0x4E, 0x4B, 0x5D, 0x0A, 0xE9, 0x0A]).write(to: notUTF8)
-        #expect(throws: ModelServerError.self) { try WordPieceTokenizer(contentsOf: notUTF8) }
+        #expect(throws: ModelServerError.invalidModel("the vocabulary latin1.txt is not UTF-8")) { try WordPieceTokenizer(contentsOf: notUTF8) }
     }
 
     @Test func casedVocabularyKeepsCaseAndAccents() throws {

@@ -45,8 +45,12 @@ private struct BasicEnglishFixture: Decodable {
         #expect(tokenizer.encode("The game! The zebra", maxLength: 10) == [1, 2, 3, 1, 0])
         #expect(tokenizer.encode("The game! The zebra", maxLength: 2) == [1, 2])
         #expect(tokenizer.encode(";;;", maxLength: 10) == [])
-        #expect(throws: ModelServerError.self) { try WordVocabularyTokenizer(vocabulary: ["the": 1]) }
-        #expect(throws: ModelServerError.self) { try WordVocabularyTokenizer(vocabulary: ["<unk>": -1]) }
+        #expect(throws: ModelServerError.invalidModel("the word vocabulary has no <unk> entry for unknown words")) {
+            try WordVocabularyTokenizer(vocabulary: ["the": 1])
+        }
+        #expect(throws: ModelServerError.invalidModel("the word vocabulary maps \"<unk>\" to -1; ids are ≥ 0")) {
+            try WordVocabularyTokenizer(vocabulary: ["<unk>": -1])
+        }
     }
 
     @Test func readsJSONVocabulary() throws {
@@ -59,7 +63,10 @@ private struct BasicEnglishFixture: Decodable {
         for (name, text) in [("list.json", "[\"a\"]"), ("float.json", "{\"<unk>\": 0.5}"), ("bad.json", "{")] {
             let url = folder.appendingPathComponent(name)
             try Data(text.utf8).write(to: url)
-            #expect(throws: ModelServerError.self, "\(name)") { try WordVocabularyTokenizer(contentsOf: url) }
+            #expect("\(name)") { try WordVocabularyTokenizer(contentsOf: url) } throws: { error in
+                guard case .invalidModel(let message)? = error as? ModelServerError else { return false }
+                return message.hasPrefix("the word vocabulary \(name) is not a JSON object of token → integer id: ")
+            }
         }
     }
 }

@@ -168,11 +168,15 @@ import Testing
     /// Sizes derived from an image's (header) sizes in the preprocessing arithmetic throw instead
     /// of trapping.
     @Test func preprocessingSizesAreChecked() throws {
-        #expect(throws: ImageError.self) { try Image.shorterSideSize(width: 1, height: .max, shorterSide: 1) }
+        #expect(throws: ImageError.invalidArgument("shorter side 1 of a 1x9223372036854775807 image is too large")) {
+            try Image.shorterSideSize(width: 1, height: .max, shorterSide: 1)
+        }
         let image = try Image(width: 2, height: 2, format: .rgb8, pixels: [UInt8](repeating: 7, count: 12))
-        #expect(throws: ImageError.self) { try image.centerCropped(width: .max, height: 2) }
-        #expect(throws: ImageError.self) { try image.centerCropped(width: 1 << 40, height: 1 << 40) }
-        #expect(throws: ImageError.self) { try image.resized(width: .max, height: 2) }
+        #expect(throws: ImageError.invalidArgument("crop 9223372036854775807x2 is too large")) { try image.centerCropped(width: .max, height: 2) }
+        #expect(throws: ImageError.invalidArgument("crop 1099511627776x1099511627776 is too large")) {
+            try image.centerCropped(width: 1 << 40, height: 1 << 40)
+        }
+        #expect(throws: ImageError.invalidArgument("resize target 9223372036854775807x2 is too large")) { try image.resized(width: .max, height: 2) }
     }
 }
 

@@ -36,8 +36,8 @@ import Testing
         #expect(stored.count > 4096)
         #expect(smallest.count < stored.count / 10)
         #expect(try ImageDecoder().decode(stored) == ImageDecoder().decode(smallest))
-        #expect(throws: ImageError.self) { try image.encodedPNG(compressionLevel: 10) }
-        #expect(throws: ImageError.self) { try image.encodedPNG(compressionLevel: -1) }
+        #expect(throws: ImageError.invalidArgument("PNG compression level 10 is not in 0...9")) { try image.encodedPNG(compressionLevel: 10) }
+        #expect(throws: ImageError.invalidArgument("PNG compression level -1 is not in 0...9")) { try image.encodedPNG(compressionLevel: -1) }
     }
 
     /// A segmentation mask, the main use: class indices in gray, written and read back.
@@ -50,8 +50,12 @@ import Testing
     }
 
     @Test func imageRefusesMismatchedSizes() {
-        #expect(throws: ImageError.self) { try Image(width: 2, height: 2, format: .rgb8, pixels: [0, 0, 0]) }
-        #expect(throws: ImageError.self) { try Image(width: 0, height: 2, format: .gray8, pixels: []) }
-        #expect(throws: ImageError.self) { try Image(width: -1, height: -1, format: .gray8, pixels: [0]) }
+        #expect(throws: ImageError.invalidArgument("2x2 rgb8 needs 2*2*3 bytes, got 3")) {
+            try Image(width: 2, height: 2, format: .rgb8, pixels: [0, 0, 0])
+        }
+        #expect(throws: ImageError.invalidArgument("image size 0x2 must be positive")) { try Image(width: 0, height: 2, format: .gray8, pixels: []) }
+        #expect(throws: ImageError.invalidArgument("image size -1x-1 must be positive")) {
+            try Image(width: -1, height: -1, format: .gray8, pixels: [0])
+        }
     }
 }

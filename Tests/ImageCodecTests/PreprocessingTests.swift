@@ -43,7 +43,9 @@ import Testing
         #expect(try Image.shorterSideSize(width: 100, height: 100, shorterSide: 256) == (256, 256))
         #expect(try Image.shorterSideSize(width: 640, height: 480, shorterSide: 256) == (341, 256))
         #expect(try Image.shorterSideSize(width: 500, height: 375, shorterSide: 256) == (341, 256))
-        #expect(throws: ImageError.self) { try Image.shorterSideSize(width: 10, height: 10, shorterSide: 0) }
+        #expect(throws: ImageError.invalidArgument("shorter side 0 of a 10x10 image must be positive")) {
+            try Image.shorterSideSize(width: 10, height: 10, shorterSide: 0)
+        }
     }
 
     /// Python's round() is half-to-even: (85 - 56) / 2 = 14.5 -> 14, (87 - 56) / 2 = 15.5 -> 16.
@@ -91,12 +93,12 @@ import Testing
         ]
         #expect(storage == expected)
         var tooSmall = [Float](repeating: 0, count: 5)
-        #expect(throws: ImageError.self) {
+        #expect(throws: ImageError.invalidArgument("destination holds 5 floats, 3x1x2 needs 6")) {
             try tooSmall.withUnsafeMutableBufferPointer {
                 try image.writeNormalizedCHW(into: $0, mean: imagenetMean, std: imagenetStd)
             }
         }
-        #expect(throws: ImageError.self) { try image.normalizedCHW(mean: [0], std: [1]) }
-        #expect(throws: ImageError.self) { try image.normalizedCHW(mean: imagenetMean, std: [1, 0, 1]) }
+        #expect(throws: ImageError.invalidArgument("mean and std need 3 values each, got 1 and 1")) { try image.normalizedCHW(mean: [0], std: [1]) }
+        #expect(throws: ImageError.invalidArgument("std must not contain 0")) { try image.normalizedCHW(mean: imagenetMean, std: [1, 0, 1]) }
     }
 }

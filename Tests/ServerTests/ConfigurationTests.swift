@@ -52,7 +52,7 @@ import Testing
         #expect(config.enableModelAPI)
         #expect(!config.tokenAuthorization)
         #expect(config.allowedURLs == ["https://example\\.com/.*"])
-        #expect(config.modelSettings["unet"]?["1.0"]?.batchSize == 4)
+        #expect(config.modelSettings["unet"]?["1.0"]?.settings.batchSize == 4)
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("mystery") == true)
         #expect(warnings.first?.contains("line 12") == true)
@@ -180,9 +180,9 @@ import Testing
             let server = ModelServer(configuration: configuration, logger: quietLogger, snapshots: snapshots)
             defer { server.shutdown() }
             try await server.register(RegistrationOptions(url: "unet_tiny", batchSize: 3))
-            #expect(try snapshots.load()?.models.first?.versions.first?.batchSize == 3)
+            #expect(try snapshots.load()?.models.first?.versions.first?.settings.batchSize == 3)
             try await server.scale(model: "unet_tiny", minWorkers: 2, maxWorkers: 2, wait: true)
-            #expect(try snapshots.load()?.models.first?.versions.first?.minWorkers == 2)
+            #expect(try snapshots.load()?.models.first?.versions.first?.settings.minWorkers == 2)
         }
         let restoredServer = ModelServer(configuration: configuration, logger: quietLogger)
         defer { restoredServer.shutdown() }

@@ -30,8 +30,12 @@ import Testing
     }
 
     @Test func wrongByteCountsAndEmptyTensors() throws {
-        #expect(throws: TorchError.self) { try Tensor.copying(bytes: [0, 0, 0], shape: [1], dtype: .float32) }
-        #expect(throws: TorchError.self) { try Tensor.copying(bytes: [], shape: [1], dtype: .other) }
+        #expect(throws: TorchError.invalidArgument("shape [1] of float32 needs 4 bytes, but 3 were given")) {
+            try Tensor.copying(bytes: [0, 0, 0], shape: [1], dtype: .float32)
+        }
+        #expect(throws: TorchError.invalidArgument("cannot build a tensor of an unnamed element type")) {
+            try Tensor.copying(bytes: [], shape: [1], dtype: .other)
+        }
         let empty = try Tensor.copying(bytes: [], shape: [0, 4], dtype: .float32)
         #expect(empty.shape == [0, 4])
         #expect(try empty.bytes() == [])

@@ -12,13 +12,17 @@ import Testing
     }
 
     @Test func shapeMismatchIsRejected() {
-        #expect(throws: TorchError.self) { try Tensor.copying([Float](repeating: 0, count: 5), shape: [2, 3]) }
-        #expect(throws: TorchError.self) { try Tensor.empty(shape: [2, -1], dtype: .float32) }
+        #expect(throws: TorchError.invalidArgument("shape [2, 3] holds 6 elements, but 5 were given")) {
+            try Tensor.copying([Float](repeating: 0, count: 5), shape: [2, 3])
+        }
+        #expect(throws: TorchError.invalidArgument("tensor shape [2, -1] has a negative dimension")) {
+            try Tensor.empty(shape: [2, -1], dtype: .float32)
+        }
     }
 
     @Test func wrongElementTypeIsRejected() throws {
         let tensor = try Tensor.copying([Float](repeating: 1, count: 4), shape: [4])
-        #expect(throws: TorchError.self) { try tensor.toArray(of: Int64.self) }
+        #expect(throws: TorchError.invalidArgument("tensor holds float32 elements, not int64")) { try tensor.toArray(of: Int64.self) }
     }
 
     @Test func emptyTensorIsFilledInPlace() throws {
@@ -102,8 +106,14 @@ import Testing
     }
 
     @Test func classMapRejectsMoreThan256ClassesAndMissingClassDimension() throws {
-        #expect(throws: TorchError.self) { try Tensor.empty(shape: [1, 257, 2], dtype: .float32).classMap() }
-        #expect(throws: TorchError.self) { try Tensor.copying([Float]([1, 2]), shape: [2]).classMap() }
+        #expect { try Tensor.empty(shape: [1, 257, 2], dtype: .float32).classMap() } throws: { error in
+            guard case .operationFailed(let operation, let message)? = error as? TorchError else { return false }
+            return operation == "class map of shape [1, 257, 2]" && message.contains("class map holds 1 to 256 classes, got 257")
+        }
+        #expect { try Tensor.copying([Float]([1, 2]), shape: [2]).classMap() } throws: { error in
+            guard case .operationFailed(let operation, let message)? = error as? TorchError else { return false }
+            return operation == "class map of shape [2]" && message.contains("class map needs (N, C, ...) scores, got 1 dimensions")
+        }
     }
 
     @Test func stackSelectNarrowConcatenate() throws {
@@ -114,7 +124,10 @@ import Testing
         #expect(try stacked.select(dim: 0, index: 1).toArray(of: Float.self) == [3, 4])
         #expect(try stacked.narrow(dim: 1, start: 1, length: 1).toArray(of: Float.self) == [2, 4])
         #expect(try Tensor.concatenate([a, b]).toArray(of: Float.self) == [1, 2, 3, 4])
-        #expect(throws: TorchError.self) { try Tensor.stack([a, try Tensor.copying([Float]([1]), shape: [1])]) }
+        #expect { try Tensor.stack([a, try Tensor.copying([Float]([1]), shape: [1])]) } throws: { error in
+            guard case .operationFailed(let operation, let message)? = error as? TorchError else { return false }
+            return operation == "stacking 2 tensors" && message.contains("stack expects each tensor to be equal size")
+        }
     }
 
     @Test func conversionAndDeviceMoves() throws {
@@ -136,7 +149,7 @@ import Testing
         try TorchRuntime.setIntraOpThreads(1)
         #expect(TorchRuntime.intraOpThreads == 1)
         try TorchRuntime.setIntraOpThreads(before)
-        #expect(throws: TorchError.self) { try TorchRuntime.setIntraOpThreads(0) }
+        #expect(throws: TorchError.invalidArgument("intra-op threads must be at least 1, got 0")) { try TorchRuntime.setIntraOpThreads(0) }
         #expect(TorchRuntime.version.hasPrefix("1.") || TorchRuntime.version.hasPrefix("2."))
     }
 }
@@ -204,7 +217,9 @@ private final class SeenThreads: @unchecked Sendable {
         let placement = DevicePlacement(visibleGPUs: 4)
         #expect(try (0..<3).map { try placement.device(forWorker: $0, deviceIds: [2, 3]) } == [.cuda(2), .cuda(3), .cuda(2)])
         #expect(try placement.device(forWorker: 1, forceCPU: true) == .cpu)
-        #expect(throws: TorchError.self) { try placement.device(forWorker: 0, deviceIds: [4]) }
+        #expect(throws: TorchError.invalidArgument("deviceIds contains 4, but only 4 GPU(s) are usable (ids 0..<4)")) {
+            try placement.device(forWorker: 0, deviceIds: [4])
+        }
         #expect(Device.cuda(1).description == "cuda:1")
     }
 }
