@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "TestFixtures",
+                "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "Torch", "TestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

@@ -7,7 +7,7 @@ import Testing
 /// `models` key, and the key table the configuration reference is generated from.
 @Suite struct SettingsTests {
     @Test func layersApplyInOrderArchiveConfigRegistrationScale() async throws {
-        let store = try TestModelStore(config: TestModelStore.segmenterConfig + "batchSize: 2\nmaxBatchDelay: 7\nresponseTimeout: 30\n")
+        let store = try TestModelStore(config: TestModelStore.segmenterConfig + "\nbatchSize: 2\nmaxBatchDelay: 7\nresponseTimeout: 30\n")
         defer { store.remove() }
         var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
         let properties = PropertiesFile(parsing: #"models={"unet_tiny": {"1.0": {"batchSize": 3, "maxBatchDelay": 9, "minWorkers": 2, "maxWorkers": 3}}}"#)
