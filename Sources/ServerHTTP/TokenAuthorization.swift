@@ -2,10 +2,11 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ServerCore
+import Synchronization
 
 /// TorchServe 0.11+'s token authorization: three random keys in `key_file.json`, a Bearer key
 /// per port, and an API key that renews the other two.
-public final class TokenAuthorization: @unchecked Sendable {
+public final class TokenAuthorization: Sendable {
     /// Which key a port checks.
     public enum Kind: String, Sendable {
         case inference, management, api = "API"
@@ -13,9 +14,14 @@ public final class TokenAuthorization: @unchecked Sendable {
 
     public let keyFile: URL
     let expiration: Duration?
-    private let lock = NSLock()
-    private var keys: [Kind: String] = [:]
-    private var expiries: [Kind: Date] = [:]
+    private struct Keys {
+        var keys: [Kind: String] = [:]
+        var expiries: [Kind: Date] = [:]
+    }
+
+    private let state = Mutex(Keys())
+    /// Serialises key file writes, so a later renewal never lands before an earlier one.
+    private let writing = Mutex(())
 
     /// Generates fresh keys and writes them to `keyFile` (created 0600 through a temp file).
     /// - Parameter expirationMinutes: 0 for keys that never expire.
@@ -28,9 +34,7 @@ public final class TokenAuthorization: @unchecked Sendable {
 
     /// The current key of a kind (for tests and the key file).
     public func key(_ kind: Kind) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        return keys[kind] ?? ""
+        state.withLock { $0.keys[kind] ?? "" }
     }
 
     /// Whether `header` (an `Authorization` value) carries the current, unexpired key of `kind`.
@@ -38,10 +42,7 @@ public final class TokenAuthorization: @unchecked Sendable {
         guard let header else { return false }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        lock.lock()
-        let expected = keys[kind] ?? ""
-        let expiry = expiries[kind]
-        lock.unlock()
+        let (expected, expiry) = state.withLock { ($0.keys[kind] ?? "", $0.expiries[kind]) }
         if let expiry, expiry < Date() { return false }
         return constantTimeEqual(Array(parts[1].utf8), Array(expected.utf8))
     }
@@ -63,31 +64,31 @@ public final class TokenAuthorization: @unchecked Sendable {
         let key = Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
-        lock.lock()
-        keys[kind] = key
-        if let expiration, kind != .api {
-            expiries[kind] = Date().addingTimeInterval(Double(expiration.components.seconds))
+        let expiry = expiration.map { Date().addingTimeInterval(Double($0.components.seconds)) }
+        state.withLock { state in
+            state.keys[kind] = key
+            if let expiry, kind != .api { state.expiries[kind] = expiry }
         }
-        lock.unlock()
     }
 
     private func writeKeyFile() throws {
-        lock.lock()
-        var object: [String: [String: String]] = [:]
-        for (kind, key) in keys {
-            var entry = ["key": key]
-            if let expiry = expiries[kind] { entry["expiration time"] = timestamp(expiry) }
-            object[kind.rawValue] = entry
-        }
-        lock.unlock()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(object)
-        // Created 0600 from the start and renamed into place: no other user can ever read a key.
-        do {
-            try AtomicFile.write(data, to: keyFile)
-        } catch {
-            throw TokenFileError(path: keyFile.path, reason: error.description)
+        try writing.withLock { _ in
+            let object = state.withLock { state in
+                state.keys.reduce(into: [String: [String: String]]()) { object, entry in
+                    var fields = ["key": entry.value]
+                    if let expiry = state.expiries[entry.key] { fields["expiration time"] = timestamp(expiry) }
+                    object[entry.key.rawValue] = fields
+                }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(object)
+            // Created 0600 from the start and renamed into place: no other user can ever read a key.
+            do {
+                try AtomicFile.write(data, to: keyFile)
+            } catch {
+                throw TokenFileError(path: keyFile.path, reason: "\(error)")
+            }
         }
     }
 }
