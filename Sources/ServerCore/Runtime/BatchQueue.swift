@@ -1,13 +1,19 @@
 import Foundation
+import Synchronization
 
 /// A request waiting for a worker, answered exactly once through its continuation.
-final class InferenceJob: @unchecked Sendable {
+final class InferenceJob: Sendable {
     let request: InferenceRequest
     let enqueuedAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let metrics: ModelMetrics
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<InferenceResponse, any Error>?
+    private let pending: Mutex<Pending>
+
+    /// The continuation until the job is answered, and the timer that answers it at its deadline.
+    private struct Pending {
+        var continuation: CheckedContinuation<InferenceResponse, any Error>?
+        var deadlineTimer: Task<Void, Never>?
+    }
 
     init(request: InferenceRequest, arrivedAt: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
          metrics: ModelMetrics, continuation: CheckedContinuation<InferenceResponse, any Error>) {
@@ -15,33 +21,27 @@ final class InferenceJob: @unchecked Sendable {
         self.enqueuedAt = arrivedAt
         self.deadline = deadline
         self.metrics = metrics
-        self.continuation = continuation
+        self.pending = Mutex(Pending(continuation: continuation))
     }
-
-    private var deadlineTimer: Task<Void, Never>?
 
     /// Answers the request and records its latency; later calls do nothing.
     /// - Returns: whether this call answered it.
     @discardableResult
     func finish(_ result: Result<InferenceResponse, ModelServerError>) -> Bool {
-        lock.lock()
-        let pending = continuation
-        continuation = nil
-        let timer = deadlineTimer
-        deadlineTimer = nil
-        lock.unlock()
-        guard let pending else { return false }
+        let (continuation, timer) = pending.withLock { state in
+            defer { state = Pending() }
+            return (state.continuation, state.deadlineTimer)
+        }
+        guard let continuation else { return false }
         timer?.cancel()
         metrics.finished(total: .now - enqueuedAt)
-        pending.resume(with: result.mapError { $0 as any Error })
+        continuation.resume(with: result.mapError { $0 as any Error })
         return true
     }
 
     /// Whether the request has been answered (by a worker, or by its deadline).
     var isFinished: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return continuation == nil
+        pending.withLock { $0.continuation == nil }
     }
 
     /// Answers 504 at the deadline if nothing else answered first; a forward pass already
@@ -55,19 +55,20 @@ final class InferenceJob: @unchecked Sendable {
                 metrics.dropped(.deadline)
             }
         }
-        lock.lock()
-        if continuation == nil {
-            lock.unlock()
-            timer.cancel()
-            return
+        let answered = pending.withLock { state in
+            if state.continuation == nil { return true }
+            state.deadlineTimer = timer
+            return false
         }
-        deadlineTimer = timer
-        lock.unlock()
+        if answered { timer.cancel() }
     }
 }
 
 /// A model version's bounded queue and its batching loop's contract: a worker takes the first
 /// queued job, then waits at most `maxDelay` for the batch to fill to `maxSize`.
+///
+/// Workers block on it in a condition variable (a wait with a time limit), which `Mutex` has not;
+/// hence `NSCondition` and `@unchecked Sendable`.
 final class BatchQueue: @unchecked Sendable {
     let capacity: Int
     private let condition = NSCondition()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Torch
 
 /// The state of a worker as describe shows it.
@@ -30,14 +31,17 @@ public struct WorkerInfo: Sendable, Equatable {
 ///
 /// Forward passes block for milliseconds to seconds, so they run here and never on Swift's
 /// cooperative pool or an event loop.
-final class Worker: @unchecked Sendable {
+final class Worker: Sendable {
     let id: Int
     let device: Device
     let startTime = Date()
-    private let lock = NSLock()
-    private var _status: WorkerStatus = .loading
-    private var _lastError: String?
-    private var retired = false
+    private let state = Mutex(State())
+
+    private struct State {
+        var status: WorkerStatus = .loading
+        var lastError: String?
+        var retired = false
+    }
 
     init(id: Int, device: Device) {
         self.id = id
@@ -45,66 +49,58 @@ final class Worker: @unchecked Sendable {
     }
 
     var status: WorkerStatus {
-        lock.lock()
-        defer { lock.unlock() }
-        return _status
+        state.withLock { $0.status }
     }
 
     var info: WorkerInfo {
-        lock.lock()
-        defer { lock.unlock() }
-        return WorkerInfo(id: id, startTime: startTime, status: _status, device: device, lastError: _lastError)
+        state.withLock { WorkerInfo(id: id, startTime: startTime, status: $0.status, device: device, lastError: $0.lastError) }
     }
 
     func setStatus(_ status: WorkerStatus) {
-        lock.lock()
-        _status = status
-        lock.unlock()
+        state.withLock { $0.status = status }
     }
 
     /// A loaded worker starts serving, unless its load was given up (startup timeout) or it was
     /// retired meanwhile.
     /// - Returns: whether it is READY now.
     func becomeReady() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        guard _status == .loading, !retired else { return false }
-        _status = .ready
-        return true
+        state.withLock { state in
+            guard state.status == .loading, !state.retired else { return false }
+            state.status = .ready
+            return true
+        }
     }
 
     /// Gives up on a load still running: the worker is FAILED with `message`, and its thread
     /// leaves once the load returns.
     /// - Returns: whether the worker was still loading.
     func abandonLoad(_ message: String) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        guard _status == .loading else { return false }
-        _status = .failed
-        _lastError = message
-        return true
+        state.withLock { state in
+            guard state.status == .loading else { return false }
+            state.status = .failed
+            state.lastError = message
+            return true
+        }
     }
 
     /// Records a failed load (the worker is then FAILED) or a failed forward pass (it stays READY).
     func recordFailure(_ message: String, loading: Bool) {
-        lock.lock()
-        _lastError = message
-        if loading { _status = .failed }
-        lock.unlock()
+        state.withLock { state in
+            state.lastError = message
+            if loading { state.status = .failed }
+        }
     }
 
     /// Asks the worker to stop after its current batch.
     func retire() {
-        lock.lock()
-        retired = true
-        _status = .unloading
-        lock.unlock()
+        state.withLock { state in
+            state.retired = true
+            state.status = .unloading
+        }
     }
 
     var isRetired: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return retired
+        state.withLock { $0.retired }
     }
 
     /// Starts the thread running `loop`.
