@@ -53,15 +53,23 @@ struct KServeAPI<Context: RequestContext>: Sendable {
 
     func metadata(_ context: Context) throws -> Response {
         let model = try context.parameters.require("model_name")
-        let metadata = try server.metadata(model: model, version: context.parameters.get("model_version"))
-        func tensors(_ specs: [ModelMetadata.TensorSpec]) -> String {
-            "[" + specs.map {
-                "{\"name\":\(jsonString($0.name)),\"datatype\":\"\($0.datatype.rawValue)\",\"shape\":[\($0.shape.map(String.init).joined(separator: ","))]}"
+        let signature = try server.signature(model: model, version: context.parameters.get("model_version"))
+        let versions = try server.describe(model: model, version: "all").map(\.modelVersion)
+        func tensors(_ specs: [ModelSignature.TensorSpec], prefix: String) -> String {
+            "[" + specs.map { spec in
+                let name: String
+                switch spec.key {
+                case .index(let index): name = "\(prefix)__\(index)"
+                case .name(let key): name = key
+                }
+                let datatype = KServeDatatype(spec.dtype)?.rawValue ?? "\(spec.dtype)"
+                return "{\"name\":\(jsonString(name)),\"datatype\":\"\(datatype)\",\"shape\":[\(spec.shape.map(String.init).joined(separator: ","))]}"
             }.joined(separator: ",") + "]"
         }
         return jsonResponse(
-            "{\"name\":\(jsonString(metadata.name)),\"versions\":[\(metadata.versions.map(jsonString).joined(separator: ","))],"
-                + "\"platform\":\(jsonString(metadata.platform)),\"inputs\":\(tensors(metadata.inputs)),\"outputs\":\(tensors(metadata.outputs))}")
+            "{\"name\":\(jsonString(model)),\"versions\":[\(versions.map(jsonString).joined(separator: ","))],"
+                + "\"platform\":\"pytorch_libtorch\",\"inputs\":\(tensors(signature.inputs, prefix: "input")),"
+                + "\"outputs\":\(tensors(signature.outputs, prefix: "output"))}")
     }
 
     func modelReady(_ context: Context) throws -> Response {
@@ -77,17 +85,19 @@ struct KServeAPI<Context: RequestContext>: Sendable {
         let decoded = try KServeTensorCoding.decodeRequest(
             Array(buffer: body), headerLength: HeaderName.inferenceHeaderLength.flatMap { request.headers[$0] })
         let timeout = [decoded.timeout, try inference.headerTimeout(request)].compactMap { $0 }.min()
-        let result: TensorInference
+        let result: (version: String, outputs: [KServeTensor])
         do {
-            result = try await server.infer(model: model, version: version, inputs: decoded.inputs, outputs: decoded.outputNames,
-                                            timeout: timeout, connection: await inference.clientConnection(context))
+            result = try await KServeInference(server: server).infer(
+                model: model, version: version, inputs: decoded.inputs, outputs: decoded.outputNames, timeout: timeout,
+                connection: await inference.clientConnection(context))
         } catch let error as ModelServerError {
             inference.countResponse(model: model, version: version, status: APIError(error).status)
             throw error
         }
         inference.countResponse(model: model, version: result.version, status: .ok)
         let id = decoded.id ?? HeaderName.requestID.flatMap { request.headers[$0] }
-        let (bytes, headerLength) = KServeTensorCoding.encodeResponse(result, id: id, binary: decoded.binaryOutputs)
+        let (bytes, headerLength) = KServeTensorCoding.encodeResponse(
+            model: model, version: result.version, outputs: result.outputs, id: id, binary: decoded.binaryOutputs)
         var headers: HTTPFields = [.contentType: headerLength == nil ? "application/json" : "application/octet-stream"]
         if let headerLength, let name = HeaderName.inferenceHeaderLength { headers[name] = String(headerLength) }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -8,7 +8,7 @@ enum KServeTensorCoding {
     /// A decoded inference request.
     struct Request {
         var id: String?
-        var inputs: [HostTensor]
+        var inputs: [KServeTensor]
         /// Output names in the order asked, nil when the request names none.
         var outputNames: [String]?
         /// Names of the outputs to send as binary data.
@@ -45,13 +45,13 @@ enum KServeTensorCoding {
             throw ModelServerError.badRequest("invalid inference request\(scope): \(describe(error))")
         }
 
-        var inputs: [HostTensor] = []
+        var inputs: [KServeTensor] = []
         var names = Set<String>()
         for input in wire.inputs {
             guard names.insert(input.name).inserted else {
                 throw ModelServerError.badRequest("input \(input.name) is given twice")
             }
-            let contents: HostTensor.Contents
+            let contents: KServeTensor.Contents
             if let size = input.binaryDataSize {
                 guard input.data == nil else {
                     throw ModelServerError.badRequest("input \(input.name) has both data and binary_data_size; send one")
@@ -68,7 +68,7 @@ enum KServeTensorCoding {
             } else {
                 throw ModelServerError.badRequest("input \(input.name) has no data (and no binary_data_size)")
             }
-            inputs.append(try HostTensor(name: input.name, datatype: input.datatype, shape: input.shape, contents: contents))
+            inputs.append(try KServeTensor(name: input.name, datatype: input.datatype, shape: input.shape, contents: contents))
         }
         guard binary.isEmpty else {
             throw ModelServerError.invalidInput(
@@ -134,12 +134,14 @@ enum KServeTensorCoding {
     // MARK: Response
 
     /// The response body, and the JSON header's length when binary outputs follow it.
-    static func encodeResponse(_ result: TensorInference, id: String?, binary: (String) -> Bool) -> (body: [UInt8], headerLength: Int?) {
-        var json = "{\"model_name\":\(jsonString(result.model)),\"model_version\":\(jsonString(result.version))"
+    /// - Parameter version: the version that answered.
+    static func encodeResponse(model: String, version: String, outputs: [KServeTensor], id: String?,
+                               binary: (String) -> Bool) -> (body: [UInt8], headerLength: Int?) {
+        var json = "{\"model_name\":\(jsonString(model)),\"model_version\":\(jsonString(version))"
         if let id { json += ",\"id\":\(jsonString(id))" }
         json += ",\"outputs\":["
         var tail: [UInt8] = []
-        for (index, output) in result.outputs.enumerated() {
+        for (index, output) in outputs.enumerated() {
             if index > 0 { json += "," }
             json += "{\"name\":\(jsonString(output.name)),\"datatype\":\"\(output.datatype.rawValue)\",\"shape\":[\(output.shape.map(String.init).joined(separator: ","))]"
             if binary(output.name) {
@@ -154,13 +156,13 @@ enum KServeTensorCoding {
         }
         json += "]}"
         let header = Array(json.utf8)
-        return result.outputs.contains(where: { binary($0.name) }) ? (header + tail, header.count) : (header, nil)
+        return outputs.contains(where: { binary($0.name) }) ? (header + tail, header.count) : (header, nil)
     }
 
     /// A tensor's binary form: numeric bytes as they are, BYTES elements each after a 4-byte length.
-    static func binaryData(_ tensor: HostTensor) -> [UInt8] {
-        switch tensor.contents {
-        case .numeric(let bytes):
+    static func binaryData(_ tensor: KServeTensor) -> [UInt8] {
+        switch tensor.data.elements {
+        case .numeric(_, let bytes):
             return bytes
         case .strings(let items):
             var out: [UInt8] = []
@@ -175,11 +177,11 @@ enum KServeTensorCoding {
     }
 
     /// The elements as JSON values, flat and row-major; non-finite floats as `null`.
-    static func appendJSONData(_ tensor: HostTensor, to json: inout String) {
-        switch tensor.contents {
+    static func appendJSONData(_ tensor: KServeTensor, to json: inout String) {
+        switch tensor.data.elements {
         case .strings(let items):
             json += items.map { jsonString(String(decoding: $0, as: UTF8.self)) }.joined(separator: ",")
-        case .numeric(let bytes):
+        case .numeric(_, let bytes):
             func append<T>(_ type: T.Type, _ format: (T) -> String) {
                 let size = MemoryLayout<T>.size
                 bytes.withUnsafeBytes { raw in
@@ -263,9 +265,9 @@ private struct WireOutput: Decodable {
 private struct WireInput: Decodable {
     var name: String
     var shape: [Int]
-    var datatype: TensorDatatype
+    var datatype: KServeDatatype
     var binaryDataSize: Int?
-    var data: HostTensor.Contents?
+    var data: KServeTensor.Contents?
 
     enum CodingKeys: String, CodingKey {
         case name, shape, datatype, parameters, data
@@ -276,9 +278,9 @@ private struct WireInput: Decodable {
         name = try container.decode(String.self, forKey: .name)
         shape = try container.decode([Int].self, forKey: .shape)
         let typeName = try container.decode(String.self, forKey: .datatype)
-        guard let datatype = TensorDatatype(rawValue: typeName), TensorDatatype.accepted.contains(datatype) else {
+        guard let datatype = KServeDatatype(rawValue: typeName), KServeDatatype.accepted.contains(datatype) else {
             throw ModelServerError.badRequest(
-                "input \(name): datatype '\(typeName)' is not supported; use one of \(TensorDatatype.accepted.map(\.rawValue).joined(separator: ", "))")
+                "input \(name): datatype '\(typeName)' is not supported; use one of \(KServeDatatype.accepted.map(\.rawValue).joined(separator: ", "))")
         }
         self.datatype = datatype
         let parameters = try container.decodeIfPresent([String: WireParameter].self, forKey: .parameters)
@@ -299,15 +301,15 @@ private struct WireInput: Decodable {
 
 /// Reads `data`, flat or nested to any depth, row-major, as the declared datatype's elements.
 private struct ElementReader {
-    let datatype: TensorDatatype
+    let datatype: KServeDatatype
     var bytes: [UInt8] = []
     var strings: [[UInt8]] = []
 
-    init(datatype: TensorDatatype) {
+    init(datatype: KServeDatatype) {
         self.datatype = datatype
     }
 
-    var contents: HostTensor.Contents {
+    var contents: KServeTensor.Contents {
         datatype == .bytes ? .strings(strings) : .numeric(bytes)
     }
 

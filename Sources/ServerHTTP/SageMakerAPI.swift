@@ -27,9 +27,33 @@ struct SageMakerAPI<Context: RequestContext>: Sendable {
     }
 
     func invocations(_ request: Request, _ context: Context) async throws -> Response {
-        let model = try server.invocationsModel(
+        let model = try invocationsModel(
             targetModel: HeaderName.sageMakerTargetModel.flatMap { request.headers[$0] },
             modelName: request.uri.queryParameters.get("model_name"))
         return try await inference.predict(request, context, model: model, version: nil)
+    }
+
+    /// The model `/invocations` runs: the `X-Amzn-SageMaker-Target-Model` header's last path
+    /// part without `.tar.gz`/`.mar`, else the `model_name` query parameter, else the configured
+    /// `invocations_model`, else the only registered model.
+    /// - Throws: `.badRequest` when none of these names a model.
+    func invocationsModel(targetModel: String?, modelName: String?) throws(ModelServerError) -> String {
+        if let targetModel, !targetModel.isEmpty {
+            var name = targetModel.split(separator: "/").last.map(String.init) ?? targetModel
+            for suffix in [".tar.gz", ".mar"] where name.lowercased().hasSuffix(suffix) {
+                name = String(name.dropLast(suffix.count))
+            }
+            return name
+        }
+        if let modelName, !modelName.isEmpty { return modelName }
+        if let configured = server.configuration.invocationsModel { return configured }
+        let loaded = server.listModels()
+        guard loaded.count == 1 else {
+            throw .badRequest(
+                loaded.isEmpty
+                    ? "no model is registered to answer /invocations"
+                    : "\(loaded.count) models are registered (\(loaded.map(\.name).joined(separator: ", "))); name one with the X-Amzn-SageMaker-Target-Model header, the model_name query parameter or invocations_model in config.properties")
+        }
+        return loaded[0].name
     }
 }

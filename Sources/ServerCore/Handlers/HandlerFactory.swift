@@ -2,12 +2,8 @@ import ModelArchive
 
 /// Builds the built-in handler an archive declares.
 enum HandlerFactory {
-    /// The archive's handler, wrapped so KServe v2 requests can pass tensors through it.
+    /// The archive's handler.
     static func make(_ archive: OpenedArchive, pixelLimit: Int) throws(ModelServerError) -> any Handler {
-        TensorPassthroughHandler(base: try builtIn(archive, pixelLimit: pixelLimit))
-    }
-
-    static func builtIn(_ archive: OpenedArchive, pixelLimit: Int) throws(ModelServerError) -> any Handler {
         switch archive.handlerSpec {
         case .imageSegmenter(let spec):
             return try SegmentationHandler(spec: spec, pixelLimit: pixelLimit)

@@ -67,7 +67,7 @@ public struct TextClassificationHandler: Handler {
 
     /// The handler an archive's `handler:` section declares, with its vocabulary and labels files.
     public init(spec: TextClassifierSpec, archive: OpenedArchive) throws(ModelServerError) {
-        if spec.tokenizer == .wordVocab, let batchSize = archive.config.batchSize, batchSize > 1 {
+        if spec.tokenizer == .wordVocab, let batchSize = archive.config.settings.batchSize, batchSize > 1 {
             throw .invalidModel(Self.batchSizeMessage(batchSize))
         }
         let vocabulary = archive.url(of: spec.vocab)

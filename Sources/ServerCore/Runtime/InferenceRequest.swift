@@ -15,7 +15,7 @@ public struct InferenceRequest: Sendable {
     /// When the request must be answered: set as it is queued (the arrival plus its timeout).
     /// Handlers stop long work (decoding an image) at this instant.
     public var deadline: ContinuousClock.Instant?
-    /// Whether the handler answers, or tensors come back (KServe v2).
+    /// Whether the handler answers, or tensors come back.
     public var mode: InferenceMode = .handler
     /// The connection the request came on, if the caller can tell when it closes: a request whose
     /// client has gone is dropped before any compute.
@@ -52,16 +52,16 @@ public final class ClientConnection: Sendable {
 public struct InferenceResponse: Sendable, Equatable {
     public var body: [UInt8]
     public var contentType: String
-    /// The outputs, for requests whose mode asks for tensors (then `body` is empty).
-    public var tensors: [HostTensor]
+    /// The output tensors, for requests whose mode asks for tensors (then `body` is empty).
+    public var outputs: [OutputTensor]
     /// The model version that answered (set by the server; a request to the default version
     /// served across a swap names the version that really ran it).
     public var version: String = ""
 
-    public init(body: [UInt8], contentType: String, tensors: [HostTensor] = []) {
+    public init(body: [UInt8], contentType: String, outputs: [OutputTensor] = []) {
         self.body = body
         self.contentType = contentType
-        self.tensors = tensors
+        self.outputs = outputs
     }
 
     /// A JSON response from already-encoded UTF-8 text.
@@ -72,12 +72,12 @@ public struct InferenceResponse: Sendable, Equatable {
 
 /// What a request asks of a model version.
 public enum InferenceMode: Sendable {
-    /// The handler's response: `/predictions`, SageMaker's `/invocations`.
+    /// The handler's response (its body and content type).
     case handler
-    /// The handler's pre-processing, then the model output as tensors (a mask, or probabilities and
-    /// labels) instead of the handler's response body: a KServe v2 request with one BYTES input.
-    case handlerTensors
-    /// These tensors go straight to `forward`, in order, with no handler; the outputs come back as
-    /// tensors: a KServe v2 request with numeric inputs.
-    case forward([HostTensor])
+    /// The handler's pre-processing, then the model output as the handler's tensors (a mask, or
+    /// probabilities and labels) instead of its response body.
+    case handlerOutputs
+    /// These tensors go straight to `forward`, in order, with no handler; the model's outputs
+    /// come back as tensors.
+    case forward([TensorData])
 }
