@@ -23,16 +23,9 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         case float16
     }
 
-    public var minWorkers: Int?
-    public var maxWorkers: Int?
-    /// Requests per forward pass, 1 to 1024.
-    public var batchSize: Int?
-    /// Milliseconds a batch waits to fill, 0 to 60000.
-    public var maxBatchDelay: Int?
-    /// Seconds a request may take, 1 to 86400.
-    public var responseTimeout: Int?
-    /// Seconds a worker may take to load, 1 to 86400.
-    public var startupTimeout: Int?
+    /// Workers, batching and timeouts (`minWorkers`, `batchSize`, `responseTimeout`…): the
+    /// archive's layer of the version's settings.
+    public var settings: ServingSettings
     public var deviceType: DeviceType?
     public var deviceIds: [Int]?
     /// Freeze and `optimize_for_inference` the module at load; ``optimizesAtLoad`` applies the default.
@@ -55,12 +48,8 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         precision: Precision? = nil, handler: HandlerSpec? = nil, warnings: [ConfigIssue] = []
     ) {
         self.precision = precision
-        self.minWorkers = minWorkers
-        self.maxWorkers = maxWorkers
-        self.batchSize = batchSize
-        self.maxBatchDelay = maxBatchDelay
-        self.responseTimeout = responseTimeout
-        self.startupTimeout = startupTimeout
+        self.settings = ServingSettings(minWorkers: minWorkers, maxWorkers: maxWorkers, batchSize: batchSize, maxBatchDelay: maxBatchDelay,
+                                        responseTimeout: responseTimeout, startupTimeout: startupTimeout)
         self.deviceType = deviceType
         self.deviceIds = deviceIds
         self.optimize = optimize
@@ -125,16 +114,17 @@ public struct ModelConfig: Equatable, Sendable, Codable {
     }
 
     private mutating func read(_ fields: YAMLFields, handlerKind: HandlerKind?) {
-        minWorkers = fields.int("minWorkers", in: 0...256)
-        maxWorkers = fields.int("maxWorkers", in: 0...256)
-        if let minWorkers, let maxWorkers, maxWorkers < minWorkers, let node = fields.node("maxWorkers") {
+        let ranges = ServingSettings.Range.self
+        settings.minWorkers = fields.int("minWorkers", in: ranges.workers)
+        settings.maxWorkers = fields.int("maxWorkers", in: ranges.workers)
+        if let minWorkers = settings.minWorkers, let maxWorkers = settings.maxWorkers, maxWorkers < minWorkers, let node = fields.node("maxWorkers") {
             fields.fail("maxWorkers", node, "is \(maxWorkers), below minWorkers (\(minWorkers))",
                         expected: "an integer from minWorkers to 256")
         }
-        batchSize = fields.int("batchSize", in: 1...1024)
-        maxBatchDelay = fields.int("maxBatchDelay", in: 0...60000)
-        responseTimeout = fields.int("responseTimeout", in: 1...86400)
-        startupTimeout = fields.int("startupTimeout", in: 1...86400)
+        settings.batchSize = fields.int("batchSize", in: ranges.batchSize)
+        settings.maxBatchDelay = fields.int("maxBatchDelay", in: ranges.maxBatchDelay)
+        settings.responseTimeout = fields.int("responseTimeout", in: ranges.responseTimeout)
+        settings.startupTimeout = fields.int("startupTimeout", in: ranges.startupTimeout)
         deviceType = fields.choice("deviceType", as: DeviceType.self)
         deviceIds = fields.ints("deviceIds", count: 0...1024, each: 0...1023,
                                 expected: "a list of GPU indices such as [0, 1]")

@@ -17,7 +17,7 @@ import Torch
         #expect(opened.handler == .imageSegmenter)
         #expect(!opened.isManifestSynthesized)
         #expect(opened.manifest.archiverVersion == "0.12.0")
-        #expect(opened.config.batchSize == 4 && opened.config.maxWorkers == 2 && opened.config.deviceType == .cpu)
+        #expect(opened.config.settings.batchSize == 4 && opened.config.settings.maxWorkers == 2 && opened.config.deviceType == .cpu)
         #expect(opened.config.warnings.map(\.key) == ["jobQueueSize"])
         #expect(opened.config.warnings.first?.line == 8)
         guard case .imageSegmenter(let spec) = opened.handlerSpec else { Issue.record("wrong spec"); return }
@@ -49,7 +49,7 @@ import Torch
         let opened = try ArchiveReader.read(folder: model)
         #expect(opened.isManifestSynthesized)
         #expect(opened.name.rawValue == "resnet" && opened.version == "1.0" && opened.handler == .imageClassifier)
-        #expect(opened.serializedFile.lastPathComponent == "model.pt" && opened.config.batchSize == 2)
+        #expect(opened.serializedFile.lastPathComponent == "model.pt" && opened.config.settings.batchSize == 2)
 
         // The same as model.tar.gz: the name comes from the file, minus its extensions.
         let tar = TarBuilder.entry("model.pt", Array("weights".utf8))

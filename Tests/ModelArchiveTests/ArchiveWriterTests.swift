@@ -37,7 +37,7 @@ import TestFixtures
         let opened = try ArchiveReader.open(output, extractingInto: work.url.appendingPathComponent("store"))
         #expect(opened.name.rawValue == "unet" && opened.version == "2.0" && opened.handler == .imageSegmenter)
         #expect(opened.manifest.model.configFile == "config.yaml")
-        #expect(opened.config.batchSize == 4)
+        #expect(opened.config.settings.batchSize == 4)
         guard case .imageSegmenter(let spec) = opened.handlerSpec else { Issue.record("wrong spec"); return }
         #expect(spec.inputSize == ImageSize(height: 96, width: 128))
         #expect(try String(contentsOf: opened.configFile!, encoding: .utf8).hasPrefix("# keep this comment\nbatchSize: 4\n"))

@@ -48,7 +48,7 @@ import Testing
         let opened = try ArchiveReader.open(mar, extractingInto: folder.appendingPathComponent("work"))
         #expect(opened.name.rawValue == "unet")
         #expect(opened.version == "2.0")
-        #expect(opened.config.batchSize == 2)
+        #expect(opened.config.settings.batchSize == 2)
     }
 
     @Test(.enabled(if: ArchiverCLITests.executable.isBuilt))

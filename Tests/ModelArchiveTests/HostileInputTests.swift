@@ -231,7 +231,7 @@ import Testing
         #expect(configIssues("deviceIds: [\(huge)]\n").map(\.problem) == ["has the item \(huge)"])
         #expect(configIssues("batchSize: 99999999999999999999:0\n").map(\.problem) == ["is 99999999999999999999:0"])
         // YAML 1.1 sexagesimal integers that fit still read as Yams reads them.
-        #expect(try ModelConfig.parse(yaml: "maxBatchDelay: 1:30\n").maxBatchDelay == 90)
+        #expect(try ModelConfig.parse(yaml: "maxBatchDelay: 1:30\n").settings.maxBatchDelay == 90)
     }
 
     @Test func documentsOverTheSizeLimit() {
@@ -315,7 +315,7 @@ import Testing
               std: [0.25, 0.25, 0.25]
               labels: "labels [v2].json"
             """)
-        #expect(config.minWorkers == 2 && config.maxWorkers == 4)
+        #expect(config.settings.minWorkers == 2 && config.settings.maxWorkers == 4)
         #expect(config.handler?.referencedFiles.map(\.file) == ["labels [v2].json"])
         #expect(config.warnings.map(\.key) == ["workers", "description", "note", "other"])
     }

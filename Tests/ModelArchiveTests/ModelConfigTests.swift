@@ -29,8 +29,8 @@ import TestFixtures
               labels: index_to_name.json
               output: overlay
             """)
-        #expect(config.minWorkers == 1 && config.maxWorkers == 4 && config.batchSize == 8)
-        #expect(config.maxBatchDelay == 50 && config.responseTimeout == 30 && config.startupTimeout == 300)
+        #expect(config.settings.minWorkers == 1 && config.settings.maxWorkers == 4 && config.settings.batchSize == 8)
+        #expect(config.settings.maxBatchDelay == 50 && config.settings.responseTimeout == 30 && config.settings.startupTimeout == 300)
         #expect(config.deviceType == .gpu && config.deviceIds == [0, 1])
         #expect(config.optimizesAtLoad == false && config.sharesModule && config.intraOpThreads == 2)
         #expect(config.precision == .bfloat16)
@@ -96,7 +96,7 @@ import TestFixtures
 
     @Test func unknownAndTorchServeTopLevelKeysAreWarnings() throws {
         let config = try ModelConfig.parse(yaml: "batchSize: 2\nparallelType: pp\ntorchrun:\n  nproc_per_node: 2\nbatchsize: 3\n")
-        #expect(config.batchSize == 2)
+        #expect(config.settings.batchSize == 2)
         #expect(config.warnings.map(\.key) == ["parallelType", "torchrun", "batchsize"])
         #expect(config.warnings.map(\.line) == [2, 3, 5])
         #expect(config.warnings[0].problem == "is a TorchServe setting this server ignores")

@@ -1,3 +1,5 @@
+import ModelArchive
+
 /// The parameters of a registration (`POST /models`, `--models`, config `load_models`, a snapshot).
 public struct RegistrationOptions: Sendable, Equatable {
     /// Archive file name or path in the model store, or an `http(s)` URL `allowed_urls` admits.

@@ -1,3 +1,4 @@
+import ModelArchive
 import Foundation
 
 /// The registry's state, written after every successful management change and restored at start.

@@ -1,3 +1,4 @@
+import ModelArchive
 import Foundation
 import Logging
 import Synchronization

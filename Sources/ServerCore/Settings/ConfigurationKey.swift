@@ -1,3 +1,4 @@
+import ModelArchive
 import Foundation
 
 /// One key of `config.properties`: its name, default, meaning and how its value is applied.

@@ -45,79 +45,21 @@ public struct ModelSettings: Sendable, Equatable {
 
     /// Settings from a model's config, with the server's defaults where it is silent.
     init(config: ModelConfig, defaults: ServerConfiguration) {
-        let workers = config.minWorkers ?? defaults.defaultWorkersPerModel
+        let workers = config.settings.minWorkers ?? defaults.defaultWorkersPerModel
         self.init(
-            minWorkers: workers,
-            maxWorkers: max(workers, config.maxWorkers ?? workers),
-            batchSize: config.batchSize ?? 1,
-            maxBatchDelay: config.maxBatchDelay ?? 100,
-            responseTimeout: config.responseTimeout ?? defaults.defaultResponseTimeout,
-            startupTimeout: config.startupTimeout ?? defaults.defaultStartupTimeout,
-            forceCPU: config.deviceType == .cpu,
-            deviceIds: config.deviceIds ?? [],
-            intraOpThreads: config.intraOpThreads ?? defaults.intraOpThreads,
-            optimize: config.optimizesAtLoad,
-            shareModule: config.sharesModule,
-            precision: config.precision ?? .float32)
+            minWorkers: workers, maxWorkers: workers,
+            responseTimeout: defaults.defaultResponseTimeout, startupTimeout: defaults.defaultStartupTimeout,
+            forceCPU: config.deviceType == .cpu, deviceIds: config.deviceIds ?? [],
+            intraOpThreads: config.intraOpThreads ?? defaults.intraOpThreads, optimize: config.optimizesAtLoad,
+            shareModule: config.sharesModule, precision: config.precision ?? .float32)
+        apply(config.settings)
     }
 }
 
 extension ModelSettings {
     /// The settings one layer (model config, the config's `models` key, a registration, a
-    /// snapshot, a scale call) sets; nil leaves the layer below in force. Coded with the names
-    /// TorchServe gives them, which `model-config.yaml`, the `models` key and the snapshot share.
-    public struct Override: Sendable, Equatable, Codable {
-        public var minWorkers: Int?
-        public var maxWorkers: Int?
-        public var batchSize: Int?
-        /// Milliseconds a worker waits for a batch to fill.
-        public var maxBatchDelay: Int?
-        /// Seconds from arrival to answer.
-        public var responseTimeout: Int?
-        /// Seconds a worker may take to load.
-        public var startupTimeout: Int?
-
-        public init(minWorkers: Int? = nil, maxWorkers: Int? = nil, batchSize: Int? = nil, maxBatchDelay: Int? = nil,
-                    responseTimeout: Int? = nil, startupTimeout: Int? = nil) {
-            self.minWorkers = minWorkers
-            self.maxWorkers = maxWorkers
-            self.batchSize = batchSize
-            self.maxBatchDelay = maxBatchDelay
-            self.responseTimeout = responseTimeout
-            self.startupTimeout = startupTimeout
-        }
-
-        /// Every value of `settings`: what a snapshot records.
-        public init(_ settings: ModelSettings) {
-            self.init(minWorkers: settings.minWorkers, maxWorkers: settings.maxWorkers, batchSize: settings.batchSize,
-                      maxBatchDelay: settings.maxBatchDelay, responseTimeout: settings.responseTimeout,
-                      startupTimeout: settings.startupTimeout)
-        }
-
-        /// The values each setting may take, wherever it comes from.
-        public enum Range {
-            public static let batchSize = 1...1024
-            public static let maxBatchDelay = 0...60_000
-            public static let workers = 0...256
-            public static let responseTimeout = 1...86_400
-            public static let startupTimeout = 1...86_400
-        }
-
-        /// Checks every value against ``Range``: a snapshot or config file is input too.
-        /// - Throws: `ModelServerError.badRequest` naming the first setting out of range.
-        public func validate() throws(ModelServerError) {
-            let checks: [(String, Int?, ClosedRange<Int>)] = [
-                ("batchSize", batchSize, Range.batchSize), ("maxBatchDelay", maxBatchDelay, Range.maxBatchDelay),
-                ("minWorkers", minWorkers, Range.workers), ("maxWorkers", maxWorkers, Range.workers),
-                ("responseTimeout", responseTimeout, Range.responseTimeout), ("startupTimeout", startupTimeout, Range.startupTimeout),
-            ]
-            for (name, value, range) in checks {
-                if let value, !range.contains(value) {
-                    throw .badRequest("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
-                }
-            }
-        }
-    }
+    /// snapshot, a scale call) sets; nil leaves the layer below in force.
+    public typealias Override = ServingSettings
 
     /// Applies a layer: each value it sets replaces this one; `maxWorkers` never ends below `minWorkers`.
     public mutating func apply(_ layer: Override) {
@@ -137,5 +79,20 @@ extension ModelSettings {
     init(config: ModelConfig, defaults: ServerConfiguration, layers: [Override]) {
         self.init(config: config, defaults: defaults)
         for layer in layers { apply(layer) }
+    }
+}
+
+extension ServingSettings {
+    /// Every value of `settings`: what a snapshot records.
+    public init(_ settings: ModelSettings) {
+        self.init(minWorkers: settings.minWorkers, maxWorkers: settings.maxWorkers, batchSize: settings.batchSize,
+                  maxBatchDelay: settings.maxBatchDelay, responseTimeout: settings.responseTimeout,
+                  startupTimeout: settings.startupTimeout)
+    }
+
+    /// Checks every value against ``Range``: a snapshot or config file is input too.
+    /// - Throws: `ModelServerError.badRequest` naming the first setting out of range.
+    public func validate() throws(ModelServerError) {
+        if let problem = outOfRange { throw .badRequest(problem) }
     }
 }
