@@ -292,13 +292,18 @@ private func withInferenceServer(
     let finished = ManagedFlag()
     do {
         try await app.test(.live) { client in
-            // The test client keeps one connection open: made now, before the test's own.
-            try await client.execute(uri: "/ping", method: .get) { #expect($0.status == .ok) }
+            // The test client keeps one connection open: made now, before the test's own. On a
+            // loaded machine a short idle timeout may close it first; the tests do not use it.
+            do {
+                try await client.execute(uri: "/ping", method: .get) { #expect($0.status == .ok) }
+            } catch ChannelError.ioOnClosedChannel {}
             try await body(try #require(client.port), edge)
             finished.set()
         }
-    } catch ChannelError.ioOnClosedChannel where finished.isSet {
-        // The test client's own idle connection was closed by a short test timeout: expected.
+    } catch ChannelError.ioOnClosedChannel {
+        // The test client's own idle connection was closed by a short test timeout: expected
+        // (the tests speak through raw sockets; their failures are recorded by their expectations).
+        #expect(finished.isSet, "the test body did not finish")
     }
 }
 
