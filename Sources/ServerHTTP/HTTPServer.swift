@@ -9,17 +9,18 @@ public enum HTTPServer {
     /// The inference port's application.
     /// - Parameters:
     ///   - authorization: checks the inference key; nil when token authorization is off.
-    ///   - edge: the network limits, shared by the server's listeners; nil: from `server`'s configuration.
+    ///   - edge: the network limits, shared by the server's listeners; nil: the default limits.
+    ///   - invocationsModel: the model SageMaker's `/invocations` runs when the request names none.
     public static func inferenceApplication(
         server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, edge: NetworkEdge? = nil,
-        logger: Logger
+        invocationsModel: String? = nil, logger: Logger
     ) -> some ApplicationProtocol {
-        let edge = edge ?? NetworkEdge(configuration: server.configuration, logger: logger)
+        let edge = edge ?? NetworkEdge(maxRequestSize: server.configuration.maxRequestSize, logger: logger)
         let router = Router(context: ConnectionRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         router.add(middleware: EdgeErrorMiddleware())
         if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .inference)) }
-        InferenceAPI<ConnectionRequestContext>(server: server).addRoutes(to: router)
+        InferenceAPI<ConnectionRequestContext>(server: server, invocationsModel: invocationsModel).addRoutes(to: router)
         // Each connection gets a watcher, so requests of a client that has gone are dropped before compute.
         return Application(
             router: router,
@@ -31,12 +32,12 @@ public enum HTTPServer {
     /// The management port's application.
     /// - Parameters:
     ///   - authorization: checks the management key; nil when token authorization is off.
-    ///   - edge: the network limits, shared by the server's listeners; nil: from `server`'s configuration.
+    ///   - edge: the network limits, shared by the server's listeners; nil: the default limits.
     public static func managementApplication(
         server: ModelServer, host: String, port: Int, authorization: TokenAuthorization? = nil, edge: NetworkEdge? = nil,
         logger: Logger
     ) -> some ApplicationProtocol {
-        let edge = edge ?? NetworkEdge(configuration: server.configuration, logger: logger)
+        let edge = edge ?? NetworkEdge(maxRequestSize: server.configuration.maxRequestSize, logger: logger)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         router.add(middleware: EdgeErrorMiddleware())
@@ -46,12 +47,12 @@ public enum HTTPServer {
     }
 
     /// The metrics port's application; `registry` must be the one behind the server's metrics factory.
-    /// - Parameter edge: the network limits, shared by the server's listeners; nil: from `server`'s configuration.
+    /// - Parameter edge: the network limits, shared by the server's listeners; nil: the default limits.
     public static func metricsApplication(
         server: ModelServer, registry: PrometheusCollectorRegistry, host: String, port: Int, edge: NetworkEdge? = nil,
         logger: Logger
     ) -> some ApplicationProtocol {
-        let edge = edge ?? NetworkEdge(configuration: server.configuration, logger: logger)
+        let edge = edge ?? NetworkEdge(maxRequestSize: server.configuration.maxRequestSize, logger: logger)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory, countsRequests: false))
         router.add(middleware: EdgeErrorMiddleware())

@@ -6,9 +6,12 @@ import ServerCore
 /// The inference port: health and predictions.
 public struct InferenceAPI<Context: RequestContext>: Sendable {
     let server: ModelServer
+    /// `invocations_model`, for SageMaker's `/invocations`.
+    let invocationsModel: String?
 
-    public init(server: ModelServer) {
+    public init(server: ModelServer, invocationsModel: String? = nil) {
         self.server = server
+        self.invocationsModel = invocationsModel
     }
 
     /// The routes of the port: what is served and what `OPTIONS /` describes.
@@ -24,7 +27,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
                                    errors: errors) { request, context in try await predict(request, context) })
             }
         }
-        return table + KServeAPI(server: server).routes + SageMakerAPI(server: server).routes
+        return table + KServeAPI(server: server).routes + SageMakerAPI(server: server, invocationsModel: invocationsModel).routes
     }
 
     /// Adds this port's routes to `router`.

@@ -8,17 +8,19 @@ import Synchronization
 /// The limits every listener enforces before a request reaches a route, and the state the
 /// listeners share: the bound on request body bytes held in flight.
 public final class NetworkEdge: Sendable {
-    let limits: ServerConfiguration.NetworkLimits
+    let limits: HTTPConfiguration.NetworkLimits
     /// `max_request_size`: a larger `Content-Length` is answered 413 before the body is read.
     let maxRequestSize: Int
     let bodies: InflightBodies
     let logger: Logger
 
-    /// - Parameter configuration: the limits, `max_request_size` and the in-flight body bound.
-    public init(configuration: ServerConfiguration, logger: Logger) {
-        limits = configuration.networkLimits
-        maxRequestSize = configuration.maxRequestSize
-        bodies = InflightBodies(limit: configuration.inflightBodyLimit)
+    /// - Parameters:
+    ///   - limits: the timeouts, connection caps and in-flight body bound of the listeners.
+    ///   - maxRequestSize: `max_request_size`.
+    public init(limits: HTTPConfiguration.NetworkLimits = HTTPConfiguration.NetworkLimits(), maxRequestSize: Int, logger: Logger) {
+        self.limits = limits
+        self.maxRequestSize = maxRequestSize
+        bodies = InflightBodies(limit: HTTPConfiguration(networkLimits: limits).inflightBodyLimit(maxRequestSize: maxRequestSize))
         self.logger = logger
     }
 

@@ -7,10 +7,13 @@ import ServerCore
 struct SageMakerAPI<Context: RequestContext>: Sendable {
     let server: ModelServer
     let inference: InferenceAPI<Context>
+    /// `invocations_model`: the model `/invocations` runs when the request names none.
+    let invocationsModel: String?
 
-    init(server: ModelServer) {
+    init(server: ModelServer, invocationsModel: String?) {
         self.server = server
-        inference = InferenceAPI(server: server)
+        self.invocationsModel = invocationsModel
+        inference = InferenceAPI(server: server, invocationsModel: invocationsModel)
     }
 
     var routes: [Route<Context>] {
@@ -46,7 +49,7 @@ struct SageMakerAPI<Context: RequestContext>: Sendable {
             return name
         }
         if let modelName, !modelName.isEmpty { return modelName }
-        if let configured = server.configuration.invocationsModel { return configured }
+        if let configured = invocationsModel { return configured }
         let loaded = server.listModels()
         guard loaded.count == 1 else {
             throw .badRequest(

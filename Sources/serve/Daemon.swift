@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ServerCore
+import ServerHTTP
 import Torch
 
 /// `serve --start` and `serve --stop`: a detached server process with a pid file.
@@ -114,7 +115,7 @@ enum Daemon {
 
     /// Records the server's pid and returns once its `/ping` is healthy; stops it and throws
     /// when a model failed to load, and throws with the log's tail when it exited.
-    static func awaitHealthy(pid: pid_t, logDirectory: URL, logFile: URL, inferenceAddress: ServerConfiguration.Address) async throws {
+    static func awaitHealthy(pid: pid_t, logDirectory: URL, logFile: URL, inferenceAddress: HTTPConfiguration.Address) async throws {
         try "\(pid)\n".write(to: pidFile(in: logDirectory), atomically: true, encoding: .utf8)
 
         let started = ContinuousClock.now
@@ -150,7 +151,7 @@ enum Daemon {
     }
 
     /// What `/ping` says: 200, 503 with its reason, or no answer.
-    static func health(_ address: ServerConfiguration.Address) async -> Health {
+    static func health(_ address: HTTPConfiguration.Address) async -> Health {
         guard let url = URL(string: "http://\(address.host):\(address.port)/ping") else { return .unreachable }
         var request = URLRequest(url: url)
         request.timeoutInterval = 2

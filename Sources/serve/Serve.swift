@@ -89,7 +89,7 @@ struct Serve: AsyncParsableCommand, Sendable {
 
     func run() async throws {
         if printConfigReference {
-            print(ConfigurationKey.referenceMarkdown(), terminator: "")
+            print(ServerSettings.referenceMarkdown(), terminator: "")
         } else if stop {
             try Daemon.stop(logDirectory: logDirectory)
         } else if start {
@@ -104,7 +104,7 @@ struct Serve: AsyncParsableCommand, Sendable {
     /// every process that loads it) is paid once, else spawned as `serve --foreground`.
     func launch() throws -> @Sendable () async throws -> Void {
         guard start else { return { try await run() } }
-        let configuration = try loadConfiguration()
+        let settings = try loadConfiguration()
         let logFile = try Daemon.prepareStart(logDirectory: logDirectory)
         let pid: pid_t
         switch try Daemon.forkServer(logFile: logFile) {
@@ -118,7 +118,7 @@ struct Serve: AsyncParsableCommand, Sendable {
         let logDirectory = logDirectory
         return {
             try await Daemon.awaitHealthy(
-                pid: pid, logDirectory: logDirectory, logFile: logFile, inferenceAddress: configuration.inferenceAddress)
+                pid: pid, logDirectory: logDirectory, logFile: logFile, inferenceAddress: settings.http.inferenceAddress)
         }
     }
 
@@ -127,11 +127,11 @@ struct Serve: AsyncParsableCommand, Sendable {
     }
 
     /// Defaults, then the config file, then command-line flags.
-    func loadConfiguration() throws -> ServerConfiguration {
+    func loadConfiguration() throws -> ServerSettings {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
-        var configuration = ServerConfiguration(
+        var settings = ServerSettings(core: ServerConfiguration(
             modelStore: cwd.appendingPathComponent("model_store", isDirectory: true),
-            workDirectory: WorkDirectory.folder(in: FileManager.default.temporaryDirectory))
+            workDirectory: WorkDirectory.folder(in: FileManager.default.temporaryDirectory)))
         let configPath = tsConfig ?? (FileManager.default.fileExists(atPath: "config.properties") ? "config.properties" : nil)
         if let configPath {
             let url = URL(fileURLWithPath: configPath, relativeTo: cwd)
@@ -139,7 +139,7 @@ struct Serve: AsyncParsableCommand, Sendable {
                 throw ValidationError("cannot read the config file \(url.path)")
             }
             do {
-                let warnings = try configuration.apply(
+                let warnings = try settings.apply(
                     PropertiesFile(parsing: text), environment: ProcessInfo.processInfo.environment,
                     relativeTo: url.deletingLastPathComponent())
                 for warning in warnings { FileHandle.standardError.write(Data("serve: warning: \(warning)\n".utf8)) }
@@ -147,23 +147,25 @@ struct Serve: AsyncParsableCommand, Sendable {
                 throw ValidationError("\(url.lastPathComponent): \(error)")
             }
         }
-        if let modelStore { configuration.modelStore = URL(fileURLWithPath: modelStore, relativeTo: cwd).standardizedFileURL }
-        if let models { configuration.loadModels = models.split(separator: ",").map(String.init) }
-        if enableModelAPI { configuration.enableModelAPI = true }
-        if disableTokenAuth { configuration.tokenAuthorization = false }
+        if let modelStore { settings.core.modelStore = URL(fileURLWithPath: modelStore, relativeTo: cwd).standardizedFileURL }
+        if let models { settings.core.loadModels = models.split(separator: ",").map(String.init) }
+        if enableModelAPI { settings.core.enableModelAPI = true }
+        if disableTokenAuth { settings.http.tokenAuthorization = false }
         do {
-            try configuration.applyPlatformEnvironment(ProcessInfo.processInfo.environment)
+            try settings.http.applyPlatformEnvironment(ProcessInfo.processInfo.environment)
         } catch {
             throw ValidationError("\(error)")
         }
-        return configuration
+        return settings
     }
 
     func runForeground() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "serve")
-        ServerConfiguration.NetworkLimits.raiseOpenFileLimit()
-        let configuration = try loadConfiguration()
+        HTTPConfiguration.NetworkLimits.raiseOpenFileLimit()
+        let settings = try loadConfiguration()
+        let configuration = settings.core
+        let http = settings.http
         try WorkDirectory.prepare(configuration.workDirectory, logger: logger)
         defer { try? FileManager.default.removeItem(at: configuration.workDirectory) }
 
@@ -176,14 +178,14 @@ struct Serve: AsyncParsableCommand, Sendable {
         defer { server.shutdown() }
 
         let authorization: TokenAuthorization?
-        if configuration.tokenAuthorization {
+        if http.tokenAuthorization {
             authorization = try TokenAuthorization(
-                keyFile: URL(fileURLWithPath: "key_file.json"), expirationMinutes: configuration.tokenExpirationMinutes)
+                keyFile: URL(fileURLWithPath: "key_file.json"), expirationMinutes: http.tokenExpirationMinutes)
             logger.info("token authorization on: keys in key_file.json")
         } else {
             authorization = nil
-            if configuration.managementAddress.host != "127.0.0.1" && configuration.managementAddress.host != "localhost" {
-                logger.warning("the management API listens on \(configuration.managementAddress.host) without token authorization")
+            if http.managementAddress.host != "127.0.0.1" && http.managementAddress.host != "localhost" {
+                logger.warning("the management API listens on \(http.managementAddress.host) without token authorization")
             }
         }
         defer { authorization?.removeKeyFile() }
@@ -198,16 +200,16 @@ struct Serve: AsyncParsableCommand, Sendable {
             registrations: try StartupModels.parse(configuration.loadModels, store: configuration.modelStore))
 
         // Timeouts, connection caps and one bound on request bodies in flight for all three listeners.
-        let edge = NetworkEdge(configuration: configuration, logger: logger)
+        let edge = NetworkEdge(limits: http.networkLimits, maxRequestSize: configuration.maxRequestSize, logger: logger)
         let inference = HTTPServer.inferenceApplication(
-            server: server, host: configuration.inferenceAddress.host, port: configuration.inferenceAddress.port,
-            authorization: authorization, edge: edge, logger: logger)
+            server: server, host: http.inferenceAddress.host, port: http.inferenceAddress.port,
+            authorization: authorization, edge: edge, invocationsModel: http.invocationsModel, logger: logger)
         let management = HTTPServer.managementApplication(
-            server: server, host: configuration.managementAddress.host, port: configuration.managementAddress.port,
+            server: server, host: http.managementAddress.host, port: http.managementAddress.port,
             authorization: authorization, edge: edge, logger: logger)
         let metrics = HTTPServer.metricsApplication(
-            server: server, registry: registry, host: configuration.metricsAddress.host,
-            port: configuration.metricsAddress.port, edge: edge, logger: logger)
+            server: server, registry: registry, host: http.metricsAddress.host,
+            port: http.metricsAddress.port, edge: edge, logger: logger)
         // Services stop in reverse order: the drain comes first, the listeners after it.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: inference), .init(service: management), .init(service: metrics),

@@ -31,7 +31,7 @@ extension ModelServer {
         }
     }
 
-    /// The version `/predictions/{model}` would use, if the model exists.
+    /// The version a request that names none gets, if the model exists.
     public func defaultVersion(of model: String) -> String? {
         registry.defaultVersion(of: model)
     }

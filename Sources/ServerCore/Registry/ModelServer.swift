@@ -197,7 +197,7 @@ public final class ModelServer: Sendable {
         }
     }
 
-    /// Makes `version` the one `/predictions/{model}` uses.
+    /// Makes `version` the one requests that name no version get.
     public func setDefault(model: String, version: String) throws(ModelServerError) {
         try registry.setDefault(model: model, version: version)
         logger.info("default version of \(model) is now \(version)")
@@ -310,7 +310,7 @@ public final class ModelServer: Sendable {
         logger.info("draining: readiness is now 503")
     }
 
-    /// nil when ready; else why not (for `/ping`'s 503).
+    /// nil when ready; else why not (the health routes answer 503 with it).
     public var unreadyReason: String? {
         readiness.unreadyReason(registry: registry)
     }

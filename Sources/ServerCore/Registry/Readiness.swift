@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Whether the server is ready (`/ping`, KServe's `/v2/health/ready`), and if not, why: it is
+/// Whether the server is ready (what the health routes report), and if not, why: it is
 /// draining, a start-up model failed to load or is still loading, or a start-up model has no
 /// live worker.
 final class Readiness: Sendable {
