@@ -156,12 +156,48 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "ServerTests",
+            name: "ArchiverTests",
+            dependencies: ["ModelArchive", "TestFixtures"],
+            swiftSettings: swiftSettings
+        ),
+        // What the server test targets share: a model store on disk, polling, masks, a quiet logger.
+        .target(
+            name: "ServerTestSupport",
             dependencies: [
-                "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "Torch", "TestFixtures",
+                "ServerHTTP", "ServerCore", "TestFixtures",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Tests/ServerTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // The core (ModelServer, versions, settings) driven without the HTTP layer.
+        .testTarget(
+            name: "ServerCoreTests",
+            dependencies: [
+                "ServerCore", "ModelArchive", "ImageCodec", "Torch", "TestFixtures", "ServerTestSupport",
+                // Metrics read back through Prometheus, and a stand-in origin for URL downloads.
+                "ServerHTTP",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP APIs: inference, management, metrics, KServe, SageMaker, routing, auth, edges.
+        .testTarget(
+            name: "ServerHTTPTests",
+            dependencies: [
+                "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "Torch", "TestFixtures", "ServerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The `serve` executable run as a process.
+        .testTarget(
+            name: "ServeProcessTests",
+            dependencies: ["TestFixtures", "ServerTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import ServerCore
+import ServerTestSupport
 import TestFixtures
 import Testing
 
@@ -372,14 +373,4 @@ import Testing
             #expect(!left.contains { $0.hasSuffix(".part") || $0 == "unet_tiny.mar" }, "\(left)")
         }
     }
-}
-
-/// A flag set once from one task and read from others.
-final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool { lock.withLock { value } }
-
-    func set() { lock.withLock { value = true } }
 }

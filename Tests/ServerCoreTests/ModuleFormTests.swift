@@ -1,6 +1,7 @@
 import Foundation
 import ServerCore
 import Prometheus
+import ServerTestSupport
 import TestFixtures
 import Testing
 

@@ -3,6 +3,7 @@ import ModelArchive
 import Prometheus
 @testable import ServerCore
 import ServerHTTP
+import ServerTestSupport
 import Synchronization
 import TestFixtures
 import Testing

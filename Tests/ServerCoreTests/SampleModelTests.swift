@@ -1,6 +1,7 @@
 import Foundation
 import ImageCodec
 import ServerCore
+import ServerTestSupport
 import TestFixtures
 import Testing
 

@@ -1,17 +1,18 @@
 import Foundation
 import ServerCore
+import ServerTestSupport
 import TestFixtures
 import Testing
 
-/// One settings model: the layers a version's settings are resolved from, the config's
-/// `models` key, and the key table the configuration reference is generated from.
+/// One settings model: the layers a version's settings are resolved from, and the config's
+/// `models` key.
 @Suite struct SettingsTests {
     @Test func layersApplyInOrderArchiveConfigRegistrationScale() async throws {
         let store = try TestModelStore(config: TestModelStore.segmenterConfig + "\nbatchSize: 2\nmaxBatchDelay: 7\nresponseTimeout: 30\n")
         defer { store.remove() }
         var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
-        let properties = PropertiesFile(parsing: #"models={"unet_tiny": {"1.0": {"batchSize": 3, "maxBatchDelay": 9, "minWorkers": 2, "maxWorkers": 3}}}"#)
-        try configuration.apply(properties, relativeTo: store.root)
+        try configuration.apply(["models": #"{"unet_tiny": {"1.0": {"batchSize": 3, "maxBatchDelay": 9, "minWorkers": 2, "maxWorkers": 3}}}"#],
+                                relativeTo: store.root)
         let server = ModelServer(configuration: configuration, logger: quietLogger)
         defer { server.shutdown() }
 
@@ -40,7 +41,7 @@ import Testing
         defer { store.remove() }
         try store.addFolderArchive(name: "unet_v2", version: "2.0", model: "models/unet_tiny.pt", config: TestModelStore.segmenterConfig)
         var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
-        try configuration.apply(PropertiesFile(parsing: #"models={"unet_tiny": {"2.0": {"defaultVersion": true}}}"#), relativeTo: store.root)
+        try configuration.apply(["models": #"{"unet_tiny": {"2.0": {"defaultVersion": true}}}"#], relativeTo: store.root)
         let server = ModelServer(configuration: configuration, logger: quietLogger)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "unet_tiny"))
@@ -51,16 +52,7 @@ import Testing
     @Test func theModelsKeyIsCheckedAtStart() throws {
         var configuration = ServerConfiguration(modelStore: URL(fileURLWithPath: "/tmp"), workDirectory: URL(fileURLWithPath: "/tmp"))
         #expect(throws: ConfigurationError(key: "models", message: "unet version 1.0: batchSize must be in 1...1024, got 5000")) {
-            try configuration.apply(PropertiesFile(parsing: #"models={"unet": {"1.0": {"batchSize": 5000}}}"#), relativeTo: URL(fileURLWithPath: "/tmp"))
+            try configuration.apply(["models": #"{"unet": {"1.0": {"batchSize": 5000}}}"#], relativeTo: URL(fileURLWithPath: "/tmp"))
         }
-    }
-
-    @Test func theConfigurationReferenceIsGeneratedFromTheKeyTable() throws {
-        let repository = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        let committed = try String(contentsOf: repository.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
-        #expect(committed == ConfigurationKey.referenceMarkdown(),
-                "docs/configuration.md is stale: run `swift run serve --print-config-reference > docs/configuration.md`")
-        #expect(ServerConfiguration.knownKeys.count == ConfigurationKey.all.count)
-        for key in ServerConfiguration.knownKeys { #expect(committed.contains("`\(key)`")) }
     }
 }

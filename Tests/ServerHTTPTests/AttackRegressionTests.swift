@@ -7,6 +7,7 @@ import ModelArchive
 import ServerCore
 import Prometheus
 import ServerHTTP
+import ServerTestSupport
 import Synchronization
 import TestFixtures
 import Testing

@@ -1,12 +1,15 @@
 import Foundation
 import ServerCore
+import ServerHTTP
+import ServerTestSupport
+import TestFixtures
 import Testing
 
 @Suite struct ConfigurationTests {
     let base = URL(fileURLWithPath: "/srv/serve", isDirectory: true)
 
-    func configuration() -> ServerConfiguration {
-        ServerConfiguration(modelStore: URL(fileURLWithPath: "/tmp/store"), workDirectory: URL(fileURLWithPath: "/tmp/work"))
+    func configuration() -> ServerSettings {
+        ServerSettings(core: ServerConfiguration(modelStore: URL(fileURLWithPath: "/tmp/store"), workDirectory: URL(fileURLWithPath: "/tmp/work")))
     }
 
     @Test func propertiesSyntax() {
@@ -42,17 +45,17 @@ import Testing
             models={"unet": {"1.0": {"minWorkers": 2, "batchSize": 4}}}
             mystery=1
             """), relativeTo: base)
-        #expect(config.inferenceAddress == .init(host: "0.0.0.0", port: 9000))
-        #expect(config.managementAddress.port == 9001)
-        #expect(config.modelStore.path == "/srv/serve/models")
-        #expect(config.loadModels == ["unet.mar", "text=text.mar"])
-        #expect(config.jobQueueSize == 7)
-        #expect(config.defaultWorkersPerModel == 2)
-        #expect(config.numberOfGPU == 0)
-        #expect(config.enableModelAPI)
-        #expect(!config.tokenAuthorization)
-        #expect(config.allowedURLs == ["https://example\\.com/.*"])
-        #expect(config.modelSettings["unet"]?["1.0"]?.settings.batchSize == 4)
+        #expect(config.http.inferenceAddress == .init(host: "0.0.0.0", port: 9000))
+        #expect(config.http.managementAddress.port == 9001)
+        #expect(config.core.modelStore.path == "/srv/serve/models")
+        #expect(config.core.loadModels == ["unet.mar", "text=text.mar"])
+        #expect(config.core.jobQueueSize == 7)
+        #expect(config.core.defaultWorkersPerModel == 2)
+        #expect(config.core.numberOfGPU == 0)
+        #expect(config.core.enableModelAPI)
+        #expect(!config.http.tokenAuthorization)
+        #expect(config.core.allowedURLs == ["https://example\\.com/.*"])
+        #expect(config.core.modelSettings["unet"]?["1.0"]?.settings.batchSize == 4)
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("mystery") == true)
         #expect(warnings.first?.contains("line 12") == true)
@@ -75,10 +78,10 @@ import Testing
     @Test func environmentOverridesOnlyWhenEnabled() throws {
         var config = configuration()
         try config.apply(PropertiesFile(parsing: "job_queue_size=5"), environment: ["TS_JOB_QUEUE_SIZE": "9"], relativeTo: base)
-        #expect(config.jobQueueSize == 5)
+        #expect(config.core.jobQueueSize == 5)
         try config.apply(PropertiesFile(parsing: "enable_envvars_config=true\njob_queue_size=5"),
                          environment: ["TS_JOB_QUEUE_SIZE": "9"], relativeTo: base)
-        #expect(config.jobQueueSize == 9)
+        #expect(config.core.jobQueueSize == 9)
     }
 
     @Test func networkLimitKeysAreApplied() throws {
@@ -93,34 +96,34 @@ import Testing
             max_inflight_body_bytes=1048576
             """), relativeTo: base)
         #expect(warnings.isEmpty)
-        let limits = config.networkLimits
+        let limits = config.http.networkLimits
         #expect(limits.idleTimeout == .seconds(90))
         #expect(limits.readTimeout == .seconds(12))
         #expect(limits.minBodyRate == 0)
         #expect(limits.bodyRateGrace == .seconds(4))
         #expect(limits.maxConnections == 100)
         #expect(limits.healthConnectionReserve == 3)
-        #expect(config.inflightBodyLimit == 1_048_576)
+        #expect(config.http.inflightBodyLimit(maxRequestSize: config.core.maxRequestSize) == 1_048_576)
     }
 
     @Test func networkLimitDefaults() throws {
         var config = configuration()
-        let limits = config.networkLimits
+        let limits = config.http.networkLimits
         #expect(limits.idleTimeout == .seconds(75))
         #expect(limits.readTimeout == .seconds(30))
         #expect(limits.minBodyRate == 1024)
         #expect(limits.bodyRateGrace == .seconds(10))
         #expect(limits.healthConnectionReserve == 16)
         // The in-flight body bound follows max_request_size unless it is set.
-        #expect(config.inflightBodyLimit == 512 << 20)
+        #expect(config.http.inflightBodyLimit(maxRequestSize: config.core.maxRequestSize) == 512 << 20)
         try config.apply(PropertiesFile(parsing: "max_request_size=100000000"), relativeTo: base)
-        #expect(config.inflightBodyLimit == 1_600_000_000)
+        #expect(config.http.inflightBodyLimit(maxRequestSize: config.core.maxRequestSize) == 1_600_000_000)
         // max_connections stays below what the open-file limit holds for three listeners.
-        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: nil) == 1000)
-        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1_048_576) == 1000)
-        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1024) == 240)
-        #expect(ServerConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 100) == 16)
-        if let openFiles = ServerConfiguration.NetworkLimits.openFileLimit(), openFiles >= 1024 {
+        #expect(HTTPConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: nil) == 1000)
+        #expect(HTTPConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1_048_576) == 1000)
+        #expect(HTTPConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 1024) == 240)
+        #expect(HTTPConfiguration.NetworkLimits.defaultMaxConnections(openFileLimit: 100) == 16)
+        if let openFiles = HTTPConfiguration.NetworkLimits.openFileLimit(), openFiles >= 1024 {
             #expect(3 * (limits.maxConnections + limits.healthConnectionReserve) + 256 <= openFiles)
         }
     }
@@ -141,11 +144,22 @@ import Testing
     }
 
     @Test func maxConnectionsOverTheOpenFileLimitWarns() throws {
-        guard let openFiles = ServerConfiguration.NetworkLimits.openFileLimit(), openFiles < 300_000 else { return }
+        guard let openFiles = HTTPConfiguration.NetworkLimits.openFileLimit(), openFiles < 300_000 else { return }
         var config = configuration()
         let warnings = try config.apply(PropertiesFile(parsing: "max_connections=\(openFiles)"), relativeTo: base)
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("raise `ulimit -n` or lower max_connections") == true, "\(warnings)")
+    }
+}
+
+extension ConfigurationTests {
+    @Test func theConfigurationReferenceIsGeneratedFromTheKeyTables() throws {
+        let repository = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        let committed = try String(contentsOf: repository.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
+        #expect(committed == ServerSettings.referenceMarkdown(),
+                "docs/configuration.md is stale: run `swift run serve --print-config-reference > docs/configuration.md`")
+        #expect(ServerSettings.knownKeys.count == ServerConfiguration.keys.count + HTTPConfiguration.keys.count)
+        for key in ServerSettings.knownKeys { #expect(committed.contains("| `\(key)` |")) }
     }
 }
 

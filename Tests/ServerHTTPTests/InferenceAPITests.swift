@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import ServerCore
 import ServerHTTP
+import ServerTestSupport
 import TestFixtures
 import Testing
 

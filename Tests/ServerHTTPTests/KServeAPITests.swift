@@ -7,6 +7,7 @@ import Metrics
 import ServerCore
 import Prometheus
 import ServerHTTP
+import ServerTestSupport
 import TestFixtures
 import Testing
 

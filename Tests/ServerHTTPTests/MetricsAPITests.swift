@@ -5,6 +5,7 @@ import HummingbirdTesting
 import ServerCore
 import Prometheus
 import ServerHTTP
+import ServerTestSupport
 import TestFixtures
 import Testing
 

@@ -5,6 +5,7 @@ import ServerCore
 import NIOCore
 import Prometheus
 import ServerHTTP
+import ServerTestSupport
 import Synchronization
 import Testing
 
@@ -12,7 +13,7 @@ import Testing
 /// ports and raw sockets: what an HTTP client library would never do is the point.
 @Suite struct NetworkEdgeTests {
     @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
-        try await withInferenceServer({ $0.networkLimits.idleTimeout = .milliseconds(500) }) { port, _ in
+        try await withInferenceServer({ $0.http.networkLimits.idleTimeout = .milliseconds(500) }) { port, _ in
             // A connection that never sends anything...
             let silent = try EdgeClient(port: port)
             let nothing = await silent.readUntilClosed(timeout: 5)
@@ -28,7 +29,7 @@ import Testing
     }
 
     @Test func aPartialHeadIsAnswered408AndClosed() async throws {
-        try await withInferenceServer({ $0.networkLimits.readTimeout = .milliseconds(500) }) { port, _ in
+        try await withInferenceServer({ $0.http.networkLimits.readTimeout = .milliseconds(500) }) { port, _ in
             let client = try EdgeClient(port: port)
             try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             // Slowloris: a header line every 100 ms, the head never complete.
@@ -51,7 +52,7 @@ import Testing
     }
 
     @Test func aHalfSentBodyIsCutWith408() async throws {
-        try await withInferenceServer({ $0.networkLimits.readTimeout = .milliseconds(500) }) { port, edge in
+        try await withInferenceServer({ $0.http.networkLimits.readTimeout = .milliseconds(500) }) { port, edge in
             let client = try EdgeClient(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
                 + String(repeating: "x", count: 100))
@@ -69,9 +70,9 @@ import Testing
 
     @Test func aBodySlowerThanTheMinimumRateIsCut() async throws {
         try await withInferenceServer({
-            $0.networkLimits.readTimeout = .seconds(2)
-            $0.networkLimits.minBodyRate = 1000
-            $0.networkLimits.bodyRateGrace = .milliseconds(500)
+            $0.http.networkLimits.readTimeout = .seconds(2)
+            $0.http.networkLimits.minBodyRate = 1000
+            $0.http.networkLimits.bodyRateGrace = .milliseconds(500)
         }) { port, _ in
             let client = try EdgeClient(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
@@ -94,8 +95,8 @@ import Testing
 
     @Test func connectionsOverTheCapGet503WhilePingStillAnswers() async throws {
         try await withInferenceServer({
-            $0.networkLimits.maxConnections = 2
-            $0.networkLimits.healthConnectionReserve = 2
+            $0.http.networkLimits.maxConnections = 2
+            $0.http.networkLimits.healthConnectionReserve = 2
         }) { port, _ in
             // With the test client's, two connections fill the cap; two more the health-check reserve.
             var held: [EdgeClient] = []
@@ -138,13 +139,14 @@ import Testing
     @Test func theManagementAndMetricsPortsHaveTheCapToo() async throws {
         let store = try TestModelStore()
         defer { store.remove() }
-        var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
-        configuration.networkLimits.maxConnections = 2
-        configuration.networkLimits.healthConnectionReserve = 1
+        let configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
+        var limits = HTTPConfiguration.NetworkLimits()
+        limits.maxConnections = 2
+        limits.healthConnectionReserve = 1
         let registry = PrometheusCollectorRegistry()
         let server = ModelServer(configuration: configuration, logger: quietLogger, metricsFactory: HTTPServer.metricsFactory(registry: registry))
         defer { server.shutdown() }
-        let edge = NetworkEdge(configuration: configuration, logger: quietLogger)
+        let edge = NetworkEdge(limits: limits, maxRequestSize: configuration.maxRequestSize, logger: quietLogger)
         let management = HTTPServer.managementApplication(server: server, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
         let metrics = HTTPServer.metricsApplication(server: server, registry: registry, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
         for (app, path) in [(management, "/models"), (metrics, "/metrics")] as [(any ApplicationProtocol, String)] {
@@ -164,9 +166,9 @@ import Testing
 
     @Test func aContentLengthBeyondTheInFlightBoundIsRefused() async throws {
         try await withInferenceServer({
-            $0.networkLimits.maxInflightBodyBytes = 1000
-            $0.networkLimits.readTimeout = .seconds(2)
-            $0.maxRequestSize = 100_000
+            $0.http.networkLimits.maxInflightBodyBytes = 1000
+            $0.http.networkLimits.readTimeout = .seconds(2)
+            $0.core.maxRequestSize = 100_000
         }) { port, edge in
             // Larger than max_request_size: 413 before the body is read.
             let huge = try EdgeClient(port: port)
@@ -209,7 +211,7 @@ import Testing
     }
 
     @Test func aChunkedBodyOverTheInFlightBoundIsCut() async throws {
-        try await withInferenceServer({ $0.networkLimits.maxInflightBodyBytes = 1000 }) { port, edge in
+        try await withInferenceServer({ $0.http.networkLimits.maxInflightBodyBytes = 1000 }) { port, edge in
             let client = try EdgeClient(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             try client.send("258\r\n" + String(repeating: "x", count: 600) + "\r\n")
@@ -256,9 +258,9 @@ import Testing
 
     @Test func aSteadyBodyAndKeepAliveRequestsAreServed() async throws {
         try await withInferenceServer({
-            $0.networkLimits.readTimeout = .seconds(2)
-            $0.networkLimits.minBodyRate = 100
-            $0.networkLimits.bodyRateGrace = .milliseconds(200)
+            $0.http.networkLimits.readTimeout = .seconds(2)
+            $0.http.networkLimits.minBodyRate = 100
+            $0.http.networkLimits.bodyRateGrace = .milliseconds(200)
         }) { port, edge in
             let client = try EdgeClient(port: port)
             defer { client.close() }
@@ -279,15 +281,15 @@ import Testing
 /// Runs `body` against an inference listener on a free loopback port, with the configuration
 /// `adjust` leaves; `body` gets the port and the edge.
 private func withInferenceServer(
-    _ adjust: (inout ServerConfiguration) -> Void, _ body: @escaping @Sendable (Int, NetworkEdge) async throws -> Void
+    _ adjust: (inout ServerSettings) -> Void, _ body: @escaping @Sendable (Int, NetworkEdge) async throws -> Void
 ) async throws {
     let store = try TestModelStore()
     defer { store.remove() }
-    var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
-    adjust(&configuration)
-    let server = ModelServer(configuration: configuration, logger: quietLogger)
+    var settings = ServerSettings(core: ServerConfiguration(modelStore: store.root, workDirectory: store.work))
+    adjust(&settings)
+    let server = ModelServer(configuration: settings.core, logger: quietLogger)
     defer { server.shutdown() }
-    let edge = NetworkEdge(configuration: configuration, logger: quietLogger)
+    let edge = NetworkEdge(limits: settings.http.networkLimits, maxRequestSize: settings.core.maxRequestSize, logger: quietLogger)
     let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, edge: edge, logger: quietLogger)
     let finished = ManagedFlag()
     do {

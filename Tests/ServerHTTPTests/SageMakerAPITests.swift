@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import ServerCore
 import ServerHTTP
+import ServerTestSupport
 import TestFixtures
 import Testing
 
@@ -16,17 +17,17 @@ import Testing
         return (object?["base64_prediction"] as? String).flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) } ?? []
     }
 
-    func withServer(models: [String], configure: (inout ServerConfiguration) -> Void = { _ in },
+    func withServer(models: [String], invocationsModel: String? = nil,
                     _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
         let store = try TestModelStore()
         defer { store.remove() }
         try store.addFolderArchive(name: "echo", model: "models/echo.pt", config: KServeAPITests.echoConfig)
-        var configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
-        configure(&configuration)
+        let configuration = ServerConfiguration(modelStore: store.root, workDirectory: store.work)
         let server = ModelServer(configuration: configuration, logger: quietLogger)
         defer { server.shutdown() }
         for model in models { try await server.register(RegistrationOptions(url: model)) }
-        let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, logger: quietLogger)
+        let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, invocationsModel: invocationsModel,
+                                                  logger: quietLogger)
         try await app.test(.live) { client in try await body(client) }
     }
 
@@ -83,7 +84,7 @@ import Testing
                 #expect(Self.mask(response) != unet)
             }
         }
-        try await withServer(models: ["unet_tiny", "echo"], configure: { $0.invocationsModel = "unet_tiny" }) { client in
+        try await withServer(models: ["unet_tiny", "echo"], invocationsModel: "unet_tiny") { client in
             try await client.execute(uri: "/invocations", method: .post, body: png) { response in
                 #expect(response.status == .ok)
                 #expect(Self.mask(response) == unet)
@@ -125,7 +126,8 @@ import Testing
 
     @Test func bindToPortEnvironmentAndInvocationsModelKey() throws {
         let base = FileManager.default.temporaryDirectory
-        var configuration = ServerConfiguration(modelStore: base, workDirectory: base)
+        var settings = ServerSettings(core: ServerConfiguration(modelStore: base, workDirectory: base))
+        var configuration = settings.http
         try configuration.applyPlatformEnvironment([:])
         #expect(configuration.inferenceAddress == .init(host: "127.0.0.1", port: 8080))
         try configuration.applyPlatformEnvironment(["SAGEMAKER_BIND_TO_PORT": "9091"])
@@ -134,8 +136,8 @@ import Testing
         for bad in ["", "http", "0", "70000"] {
             #expect(throws: ConfigurationError.self) { try configuration.applyPlatformEnvironment(["SAGEMAKER_BIND_TO_PORT": bad]) }
         }
-        let warnings = try configuration.apply(PropertiesFile(parsing: "invocations_model=unet\n"), relativeTo: base)
+        let warnings = try settings.apply(PropertiesFile(parsing: "invocations_model=unet\n"), relativeTo: base)
         #expect(warnings.isEmpty)
-        #expect(configuration.invocationsModel == "unet")
+        #expect(settings.http.invocationsModel == "unet")
     }
 }

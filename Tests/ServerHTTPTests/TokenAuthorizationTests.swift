@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import ServerCore
 import ServerHTTP
+import ServerTestSupport
 import TestFixtures
 import Testing
 

@@ -6,17 +6,17 @@ import ServerHTTP
 import TestFixtures
 
 /// A temporary model store holding the tiny U-Net fixture as an unpacked archive folder.
-struct TestModelStore {
-    let root: URL
-    let work: URL
+public struct TestModelStore: Sendable {
+    public let root: URL
+    public let work: URL
 
-    init(config: String = TestModelStore.segmenterConfig) throws {
+    public init(config: String = TestModelStore.segmenterConfig) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)", isDirectory: true)
         work = root.appendingPathComponent(".work", isDirectory: true)
         try addFolderArchive(name: "unet_tiny", model: "models/unet_tiny.pt", config: config)
     }
 
-    static let segmenterConfig = """
+    public static let segmenterConfig = """
         minWorkers: 1
         handler:
           kind: image_segmenter
@@ -25,7 +25,7 @@ struct TestModelStore {
         """
 
     /// Writes `<name>/` with a TorchServe manifest, the model and `model-config.yaml`.
-    func addFolderArchive(name: String, version: String = "1.0", model: String, config: String) throws {
+    public func addFolderArchive(name: String, version: String = "1.0", model: String, config: String) throws {
         let folder = root.appendingPathComponent(name, isDirectory: true)
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("MAR-INF"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: Fixtures.url(model), to: folder.appendingPathComponent("model.pt"))
@@ -38,25 +38,25 @@ struct TestModelStore {
         try manifest.write(to: folder.appendingPathComponent("MAR-INF/MANIFEST.json"), atomically: true, encoding: .utf8)
     }
 
-    func makeServer(queueSize: Int = 100) -> ModelServer {
+    public func makeServer(queueSize: Int = 100) -> ModelServer {
         var configuration = ServerConfiguration(modelStore: root, workDirectory: work)
         configuration.jobQueueSize = queueSize
         return ModelServer(configuration: configuration, logger: quietLogger)
     }
 
     /// A server whose metrics go to `registry`, to read them back.
-    func makeServer(registry: PrometheusCollectorRegistry) -> ModelServer {
+    public func makeServer(registry: PrometheusCollectorRegistry) -> ModelServer {
         ModelServer(configuration: ServerConfiguration(modelStore: root, workDirectory: work), logger: quietLogger,
                     metricsFactory: HTTPServer.metricsFactory(registry: registry))
     }
 
-    func remove() {
+    public func remove() {
         try? FileManager.default.removeItem(at: root)
     }
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`.
-func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
+public func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }
@@ -66,25 +66,25 @@ func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async th
 }
 
 /// The class mask of a `{"base64_prediction": ...}` response.
-func mask(_ response: InferenceResponse) throws -> [UInt8] {
+public func mask(_ response: InferenceResponse) throws -> [UInt8] {
     let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
     return [UInt8](Data(base64Encoded: json?["base64_prediction"] ?? "") ?? Data())
 }
 
 /// The expected 96×128 mask of a fixture image, made by the Python pipeline.
-func expectedMask(_ image: String) throws -> [UInt8] {
+public func expectedMask(_ image: String) throws -> [UInt8] {
     try Fixtures.bytes("expected/\(try fixtureImage(image).stem).mask.u8")
 }
 
 /// A fixture image's entry in `images/images.json`.
-struct FixtureImage: Decodable {
-    let file: String
-    let stem: String
-    let width: Int
-    let height: Int
+public struct FixtureImage: Decodable, Sendable {
+    public let file: String
+    public let stem: String
+    public let width: Int
+    public let height: Int
 }
 
-func fixtureImage(_ file: String) throws -> FixtureImage {
+public func fixtureImage(_ file: String) throws -> FixtureImage {
     struct Listing: Decodable { let images: [FixtureImage] }
     let listing = try JSONDecoder().decode(Listing.self, from: Data(contentsOf: Fixtures.url("images/images.json")))
     guard let found = listing.images.first(where: { $0.file == file }) else {
@@ -94,7 +94,7 @@ func fixtureImage(_ file: String) throws -> FixtureImage {
 }
 
 /// Tests log warnings and errors only.
-let quietLogger: Logger = {
+public let quietLogger: Logger = {
     var logger = Logger(label: "test")
     logger.logLevel = .warning
     return logger
