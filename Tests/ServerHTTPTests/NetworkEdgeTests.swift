@@ -15,12 +15,12 @@ import Testing
     @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
         try await withInferenceServer({ $0.http.networkLimits.idleTimeout = .milliseconds(500) }) { port, _ in
             // A connection that never sends anything...
-            let silent = try EdgeClient(port: port)
+            let silent = try RawConnection(port: port)
             let nothing = await silent.readUntilClosed(timeout: 5)
             #expect(nothing.closed && nothing.text.isEmpty, "\(nothing)")
             #expect(nothing.seconds >= 0.4 && nothing.seconds < 3, "\(nothing)")
             // ...and a keep-alive one after its answer.
-            let kept = try EdgeClient(port: port)
+            let kept = try RawConnection(port: port)
             try kept.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             let answered = await kept.readUntilClosed(timeout: 5)
             #expect(answered.text.hasPrefix("HTTP/1.1 200"), "\(answered)")
@@ -30,7 +30,7 @@ import Testing
 
     @Test func aPartialHeadIsAnswered408AndClosed() async throws {
         try await withInferenceServer({ $0.http.networkLimits.readTimeout = .milliseconds(500) }) { port, _ in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             // Slowloris: a header line every 100 ms, the head never complete.
             let dripping = Task.detached {
@@ -53,7 +53,7 @@ import Testing
 
     @Test func aHalfSentBodyIsCutWith408() async throws {
         try await withInferenceServer({ $0.http.networkLimits.readTimeout = .milliseconds(500) }) { port, edge in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
                 + String(repeating: "x", count: 100))
             let reply = await client.readUntilClosed(timeout: 5)
@@ -74,7 +74,7 @@ import Testing
             $0.http.networkLimits.minBodyRate = 1000
             $0.http.networkLimits.bodyRateGrace = .milliseconds(500)
         }) { port, _ in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
             // 10 bytes every 50 ms: 200 bytes/s, never pausing long enough to stall.
             let dripping = Task.detached {
@@ -99,11 +99,11 @@ import Testing
             $0.http.networkLimits.healthConnectionReserve = 2
         }) { port, _ in
             // With the test client's, two connections fill the cap; two more the health-check reserve.
-            var held: [EdgeClient] = []
-            for _ in 0..<3 { held.append(try EdgeClient(port: port)) }
+            var held: [RawConnection] = []
+            for _ in 0..<3 { held.append(try RawConnection(port: port)) }
             try await Task.sleep(for: .milliseconds(200))
             // Past cap and reserve: closed at once, nothing answered.
-            let refused = try EdgeClient(port: port)
+            let refused = try RawConnection(port: port)
             let nothing = await refused.readUntilClosed(timeout: 3)
             #expect(nothing.closed && nothing.text.isEmpty && nothing.seconds < 1, "\(nothing)")
 
@@ -154,7 +154,7 @@ import Testing
                 let port = try #require(client.port)
                 // The test client's connection and `holder` fill the cap.
                 try await client.execute(uri: path, method: .get) { #expect($0.status == .ok) }
-                let holder = try EdgeClient(port: port)
+                let holder = try RawConnection(port: port)
                 defer { holder.close() }
                 try await Task.sleep(for: .milliseconds(100))
                 let response = try await answerOnceAdmitted(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -171,7 +171,7 @@ import Testing
             $0.core.maxRequestSize = 100_000
         }) { port, edge in
             // Larger than max_request_size: 413 before the body is read.
-            let huge = try EdgeClient(port: port)
+            let huge = try RawConnection(port: port)
             try huge.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: edge-42\r\nContent-Length: 5000000\r\n\r\n")
             let tooLarge = try EdgeResponse(await huge.readUntilClosed(timeout: 5).text)
             #expect(tooLarge.status == 413)
@@ -180,7 +180,7 @@ import Testing
             #expect(tooLarge.json["message"] as? String == "Request body of 5000000 bytes is larger than max_request_size (100000 bytes)")
 
             // Within max_request_size but beyond the in-flight bound: 503.
-            let big = try EdgeClient(port: port)
+            let big = try RawConnection(port: port)
             try big.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
             let refused = try EdgeResponse(await big.readUntilClosed(timeout: 5).text)
             #expect(refused.status == 503)
@@ -190,11 +190,11 @@ import Testing
             #expect((refused.json["message"] as? String)?.contains("this request's 5000-byte body") == true)
 
             // The bound is shared: the part of a body received on one connection counts...
-            let holding = try EdgeClient(port: port)
+            let holding = try RawConnection(port: port)
             try holding.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 800\r\n\r\n"
                 + String(repeating: "x", count: 700))
             #expect(try await eventually(5) { edge.inflightBodyBytes == 700 })
-            let second = try EdgeClient(port: port)
+            let second = try RawConnection(port: port)
             try second.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400\r\n\r\n"
                 + String(repeating: "x", count: 400))
             let crowded = try EdgeResponse(await second.readUntilClosed(timeout: 5).text)
@@ -212,7 +212,7 @@ import Testing
 
     @Test func aChunkedBodyOverTheInFlightBoundIsCut() async throws {
         try await withInferenceServer({ $0.http.networkLimits.maxInflightBodyBytes = 1000 }) { port, edge in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             try client.send("258\r\n" + String(repeating: "x", count: 600) + "\r\n")
             try await Task.sleep(for: .milliseconds(100))
@@ -228,7 +228,7 @@ import Testing
 
     @Test func malformedChunkedEncodingIs400WithTheJSONError() async throws {
         try await withInferenceServer({ _ in }) { port, _ in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                 + "zz\r\nhello\r\n0\r\n\r\n")
             let reply = await client.readUntilClosed(timeout: 5)
@@ -245,7 +245,7 @@ import Testing
 
     @Test func aMalformedHeadIs400WithTheJSONError() async throws {
         try await withInferenceServer({ _ in }) { port, _ in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             try client.send("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n\r\n")
             let reply = await client.readUntilClosed(timeout: 5)
             #expect(reply.closed, "\(reply)")
@@ -262,7 +262,7 @@ import Testing
             $0.http.networkLimits.minBodyRate = 100
             $0.http.networkLimits.bodyRateGrace = .milliseconds(200)
         }) { port, edge in
-            let client = try EdgeClient(port: port)
+            let client = try RawConnection(port: port)
             defer { client.close() }
             // Pauses well under the read timeout, faster than the minimum rate, past the grace period.
             try client.send("POST /predictions/anything HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
@@ -313,7 +313,7 @@ private func withInferenceServer(
 /// connection the test just closed (a refused connection closes without an answer).
 private func answerOnceAdmitted(port: Int, request: String) async throws -> EdgeResponse {
     for _ in 0..<50 {
-        let client = try EdgeClient(port: port)
+        let client = try RawConnection(port: port)
         defer { client.close() }
         _ = try? client.send(request)
         let reply = await client.readUntilClosed(timeout: 5)
@@ -351,111 +351,4 @@ private struct EdgeResponse {
     }
 
     func header(_ name: String) -> String? { headers[name] }
-}
-
-/// A blocking TCP connection to 127.0.0.1 whose reads give up after a timeout.
-private final class EdgeClient: @unchecked Sendable {
-    private let socketFD: Int32
-
-    init(port: Int) throws {
-        socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socketFD >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            Glibc.close(socketFD)
-            throw POSIXError(.ECONNREFUSED)
-        }
-    }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socketFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard sent > 0 else { throw POSIXError(.EPIPE) }
-            offset += sent
-        }
-    }
-
-    /// Sends `parts` with `seconds` between them, from a thread of its own so that a busy
-    /// task pool does not stretch the pauses.
-    func sendPaced(_ parts: [String], every seconds: Double) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let thread = Thread {
-                do {
-                    for part in parts {
-                        Thread.sleep(forTimeInterval: seconds)
-                        try self.send(part)
-                    }
-                    continuation.resume()
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.start()
-        }
-    }
-
-    struct Reply: CustomStringConvertible {
-        var text: String
-        /// Whether the server closed (or reset) the connection.
-        var closed: Bool
-        var seconds: Double
-
-        var description: String { "closed: \(closed) after \(seconds) s: \(text.prefix(400))" }
-    }
-
-    /// What the server sends until it closes, or until `timeout` seconds pass.
-    func readUntilClosed(timeout: Double) async -> Reply {
-        await read(timeout: timeout) { _ in false }
-    }
-
-    /// What the server sends until the text contains `marker`, it closes, or `timeout` passes.
-    func readUntil(_ marker: String, timeout: Double) async -> Reply {
-        await read(timeout: timeout) { $0.contains(marker) }
-    }
-
-    private func read(timeout: Double, until done: @escaping @Sendable (String) -> Bool) async -> Reply {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { [socketFD] in
-                let start = Date()
-                var received: [UInt8] = []
-                var closed = false
-                var chunk = [UInt8](repeating: 0, count: 65536)
-                while !done(String(decoding: received, as: UTF8.self)) {
-                    let left = timeout - Date().timeIntervalSince(start)
-                    guard left > 0 else { break }
-                    var poller = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
-                    guard poll(&poller, 1, Int32(left * 1000) + 1) > 0 else { continue }
-                    let count = chunk.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress, $0.count, 0) }
-                    if count <= 0 {
-                        closed = true
-                        break
-                    }
-                    received += chunk[0..<count]
-                }
-                continuation.resume(returning: Reply(
-                    text: String(decoding: received, as: UTF8.self), closed: closed, seconds: Date().timeIntervalSince(start)))
-            }
-            thread.start()
-        }
-    }
-
-    private let closed = Mutex(false)
-
-    /// Closes the socket, once.
-    func close() {
-        let wasClosed = closed.withLock { isClosed in
-            defer { isClosed = true }
-            return isClosed
-        }
-        guard !wasClosed else { return }
-        Glibc.close(socketFD)
-    }
 }
