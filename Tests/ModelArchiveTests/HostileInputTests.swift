@@ -7,18 +7,6 @@ import Testing
 /// overflow) or cost seconds and gigabytes; each is generated here and must be refused with the
 /// right error and a short message.
 @Suite struct HostileInputTests {
-    /// Opens `archive` (inside `base`) into `base/store`; nothing may be left behind.
-    private func refuse(
-        _ base: TemporaryFolder, _ archive: URL, limits: ExtractionLimits = .default,
-        sourceLocation: SourceLocation = #_sourceLocation
-    ) -> ArchiveError? {
-        let error = expectArchiveError({
-            _ = try ArchiveReader.open(archive, extractingInto: base.url.appendingPathComponent("store"), limits: limits)
-        }, sourceLocation: sourceLocation)
-        #expect(base.listing().filter { $0.hasPrefix("store/") }.isEmpty, "left behind", sourceLocation: sourceLocation)
-        return error
-    }
-
     /// The issues `yaml` is refused with, as model-config.yaml.
     private func configIssues(
         _ yaml: String, messageLimit: Int = 1024, sourceLocation: SourceLocation = #_sourceLocation
@@ -48,14 +36,14 @@ import Testing
         let folder = TarBuilder.header("model/dir/", type: "5")
         let afterAFile = try base.file("after.tar.gz", bytes: try TarBuilder.gzip(
             TarBuilder.entry("model/ok.txt", Array("fine".utf8)) + pax + folder + TarBuilder.end))
-        #expect(refuse(base, afterAFile) == .tooLarge(path: afterAFile.path, entry: "model/dir/", limit: 4 << 30))
+        #expect(refuseOpening(base, afterAFile) == .tooLarge(path: afterAFile.path, entry: "model/dir/", limit: 4 << 30))
         // With no size limit the running total would pass Int64.max.
-        #expect(refuse(base, afterAFile, limits: unlimited) == .tooLarge(path: afterAFile.path, entry: "model/dir/", limit: .max))
+        #expect(refuseOpening(base, afterAFile, limits: unlimited) == .tooLarge(path: afterAFile.path, entry: "model/dir/", limit: .max))
 
         // With no size limit, the skip over its data and padding would pass Int64.max.
         let nearTheTop = TarBuilder.entry("PaxHeaders/dir", Array(TarBuilder.paxRecord("size", "9223372036854775707").utf8), type: "x")
         let first = try base.file("first.tar", bytes: nearTheTop + folder + TarBuilder.end)
-        #expect(refuse(base, first, limits: unlimited) == .corrupt(
+        #expect(refuseOpening(base, first, limits: unlimited) == .corrupt(
             path: first.path, detail: "entry \"model/dir/\" declares a size of 9223372036854775707 bytes, past any file"))
     }
 
@@ -71,10 +59,10 @@ import Testing
         ]
         for (name, header, entry) in cases {
             let archive = try base.file("\(name).tar", bytes: ok + header + TarBuilder.end)
-            #expect(refuse(base, archive) == .tooLarge(path: archive.path, entry: entry, limit: 4 << 30))
+            #expect(refuseOpening(base, archive) == .tooLarge(path: archive.path, entry: entry, limit: 4 << 30))
         }
         let first = try base.file("first.tar", bytes: TarBuilder.header("model/dir/", type: "5", sizeField: huge) + TarBuilder.end)
-        #expect(refuse(base, first, limits: unlimited) == .corrupt(
+        #expect(refuseOpening(base, first, limits: unlimited) == .corrupt(
             path: first.path, detail: "entry \"model/dir/\" declares a size of 9223372036854775551 bytes, past any file"))
     }
 
@@ -85,7 +73,7 @@ import Testing
             let tar = TarBuilder.entry("PaxHeaders/x", Array(record.utf8), type: "x")
                 + TarBuilder.entry("model/ok.txt", Array("fine".utf8)) + TarBuilder.end
             let archive = try base.file("pax\(index).tar", bytes: tar)
-            #expect(refuse(base, archive) == .corrupt(path: archive.path, detail: "a pax header is damaged"), "\(record)")
+            #expect(refuseOpening(base, archive) == .corrupt(path: archive.path, detail: "a pax header is damaged"), "\(record)")
         }
     }
 
@@ -99,7 +87,7 @@ import Testing
         bytes += le(0x0706_4B50, 4) + le(0, 4) + le(UInt64.max - 15, 8) + le(1, 4)
         bytes += le(0x0605_4B50, 4) + le(0, 4) + le(0xFFFF, 2) + le(0xFFFF, 2) + le(0xFFFF_FFFF, 4) + le(0xFFFF_FFFF, 4) + le(0, 2)
         let archive = try base.file("evil.mar", bytes: bytes)
-        #expect(refuse(base, archive) == .corrupt(path: archive.path, detail: "its ZIP64 end-of-central-directory record is out of place"))
+        #expect(refuseOpening(base, archive) == .corrupt(path: archive.path, detail: "its ZIP64 end-of-central-directory record is out of place"))
     }
 
     @Test func zip64RecordWithHugeCounts() throws {
@@ -117,7 +105,7 @@ import Testing
             let tail = record + le(0x0706_4B50, 4) + le(0, 4) + le(recordOffset, 8) + le(1, 4)
                 + le(0x0605_4B50, 4) + le(0, 4) + le(0xFFFF, 2) + le(0xFFFF, 2) + le(0xFFFF_FFFF, 4) + le(0xFFFF_FFFF, 4) + le(0, 2)
             let archive = try base.file("evil-\(count)-\(size).mar", bytes: bytes + tail)
-            let error = refuse(base, archive, limits: limits)
+            let error = refuseOpening(base, archive, limits: limits)
             if count > limits.maxEntryCount {
                 #expect(error == .tooManyEntries(path: archive.path, limit: 10_000))
             } else {
@@ -133,13 +121,13 @@ import Testing
         let link = ZipBuilder.RawEntry(name: "link", data: Array("../../etc".utf8), madeBy: 3 << 8 | 20,
                                        externalAttributes: 0o120777 << 16, offsetField: 0xFFFF_FFFF, extra: extra)
         let archive = try base.file("link.mar", bytes: ZipBuilder.raw([link]))
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: "link", reason: .symbolicLink(target: "?")))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: "link", reason: .symbolicLink(target: "?")))
 
         var file = link
         file.name = "big.bin"
         file.externalAttributes = 0o100644 << 16
         let plain = try base.file("plain.mar", bytes: ZipBuilder.raw([file]))
-        #expect(refuse(base, plain) == .corrupt(path: plain.path, detail: "the local header of \"big.bin\" is missing"))
+        #expect(refuseOpening(base, plain) == .corrupt(path: plain.path, detail: "the local header of \"big.bin\" is missing"))
     }
 
     @Test func readsWithHugeCountsOrOffsets() throws {
@@ -267,7 +255,7 @@ import Testing
         let pax = TarBuilder.paxRecord("path", long) + TarBuilder.paxRecord("linkpath", long)
         let tar = TarBuilder.entry("PaxHeaders/x", Array(pax.utf8), type: "x") + TarBuilder.entry("x", [], type: "2") + TarBuilder.end
         let archive = try base.file("long.tar.gz", bytes: try TarBuilder.gzip(tar))
-        let error = refuse(base, archive)
+        let error = refuseOpening(base, archive)
         #expect(error == .unsafeEntry(path: archive.path, entry: long, reason: .symbolicLink(target: long)))
         #expect((error?.description.utf8.count ?? .max) < 1024)
     }

@@ -7,18 +7,6 @@ import TestFixtures
 /// Archives built here as an attacker would build them. Each must be refused with the right
 /// error, write nothing outside the store, and leave no partly unpacked folder behind.
 @Suite struct MaliciousArchiveTests {
-    /// Opens `archive` (inside `base`) into `base/store` and checks the aftermath.
-    private func refuse(
-        _ base: TemporaryFolder, _ archive: URL, limits: ExtractionLimits = .default,
-        sourceLocation: SourceLocation = #_sourceLocation
-    ) -> ArchiveError? {
-        let error = expectArchiveError({
-            _ = try ArchiveReader.open(archive, extractingInto: base.url.appendingPathComponent("store"), limits: limits)
-        }, sourceLocation: sourceLocation)
-        #expect(base.listing() == [archive.lastPathComponent, "store"].sorted(), "left behind", sourceLocation: sourceLocation)
-        return error
-    }
-
     private func zeros(_ count: Int) -> Data { Data(count: count) }
 
     // MARK: Paths
@@ -27,7 +15,7 @@ import TestFixtures
         let base = try TemporaryFolder()
         let archive = base.url.appendingPathComponent("evil.mar")
         try ZipBuilder.make(archive, [("ok.txt", .file(Data("fine".utf8))), ("../../evil", .file(Data("x".utf8)))])
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: "../../evil", reason: .parentTraversal))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: "../../evil", reason: .parentTraversal))
         #expect(!FileManager.default.fileExists(atPath: base.url.deletingLastPathComponent().appendingPathComponent("evil").path))
     }
 
@@ -49,7 +37,7 @@ import TestFixtures
         let target = base.url.appendingPathComponent("abs-evil").path
         let archive = base.url.appendingPathComponent("evil.mar")
         try ZipBuilder.make(archive, [(target, .file(Data("x".utf8)))])
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: target, reason: .absolutePath))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: target, reason: .absolutePath))
         #expect(!FileManager.default.fileExists(atPath: target))
     }
 
@@ -57,14 +45,14 @@ import TestFixtures
         let base = try TemporaryFolder()
         let archive = base.url.appendingPathComponent("evil.mar")
         try ZipBuilder.make(archive, [("link", .symlink("../../../etc")), ("link/passwd", .file(Data("x".utf8)))])
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: "link", reason: .symbolicLink(target: "../../../etc")))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: "link", reason: .symbolicLink(target: "../../../etc")))
     }
 
     @Test func zipDuplicateEntries() throws {
         let base = try TemporaryFolder()
         let archive = base.url.appendingPathComponent("evil.mar")
         try ZipBuilder.make(archive, [("a.txt", .file(Data("one".utf8))), ("./a.txt", .file(Data("two".utf8)))])
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: "./a.txt", reason: .duplicate))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: "./a.txt", reason: .duplicate))
     }
 
     @Test func tarTraversalAbsoluteAndLinks() throws {
@@ -97,7 +85,7 @@ import TestFixtures
         let size = try #require(FileManager.default.attributesOfItem(atPath: archive.path)[.size] as? Int)
         #expect(size < 64 << 10)
         let limits = ExtractionLimits(maxTotalBytes: 1 << 20)
-        #expect(refuse(base, archive, limits: limits) == .tooLarge(path: archive.path, entry: "bomb", limit: 1 << 20))
+        #expect(refuseOpening(base, archive, limits: limits) == .tooLarge(path: archive.path, entry: "bomb", limit: 1 << 20))
     }
 
     @Test func zipBombWithALyingHeader() throws {
@@ -108,7 +96,7 @@ import TestFixtures
         let record = try #require(ZipBuilder.centralRecords(bytes).first)
         ZipBuilder.put32(1000, into: &bytes, at: record + 24)
         try Data(bytes).write(to: archive)
-        let error = refuse(base, archive)
+        let error = refuseOpening(base, archive)
         #expect(error == .corrupt(path: archive.path, detail: "entry \"bomb\" unpacks to more than the 1000 bytes it declares"))
     }
 
@@ -117,7 +105,7 @@ import TestFixtures
         let archive = base.url.appendingPathComponent("bomb.mar")
         try ZipBuilder.make(archive, [("bomb", .file(zeros(8 << 20)))])
         let limits = ExtractionLimits(maxCompressionRatio: 100)
-        #expect(refuse(base, archive, limits: limits) == .compressionRatioExceeded(path: archive.path, entry: "bomb", limit: 100))
+        #expect(refuseOpening(base, archive, limits: limits) == .compressionRatioExceeded(path: archive.path, entry: "bomb", limit: 100))
     }
 
     @Test func gzipBombPastTheSizeLimit() throws {
@@ -125,8 +113,8 @@ import TestFixtures
         let tar = TarBuilder.entry("bomb", [UInt8](repeating: 0, count: 8 << 20)) + TarBuilder.end
         let archive = try base.file("bomb.tar.gz", bytes: try TarBuilder.gzip(tar))
         let limits = ExtractionLimits(maxTotalBytes: 1 << 20)
-        #expect(refuse(base, archive, limits: limits) == .tooLarge(path: archive.path, entry: "bomb", limit: 1 << 20))
-        #expect(refuse(base, archive, limits: ExtractionLimits(maxCompressionRatio: 100))
+        #expect(refuseOpening(base, archive, limits: limits) == .tooLarge(path: archive.path, entry: "bomb", limit: 1 << 20))
+        #expect(refuseOpening(base, archive, limits: ExtractionLimits(maxCompressionRatio: 100))
             == .compressionRatioExceeded(path: archive.path, entry: "bomb", limit: 100))
     }
 
@@ -135,12 +123,12 @@ import TestFixtures
         let zipArchive = base.url.appendingPathComponent("many.mar")
         try ZipBuilder.make(zipArchive, (0..<20).map { ("f\($0)", .file(Data("x".utf8))) })
         let limits = ExtractionLimits(maxEntryCount: 10)
-        #expect(refuse(base, zipArchive, limits: limits) == .tooManyEntries(path: zipArchive.path, limit: 10))
+        #expect(refuseOpening(base, zipArchive, limits: limits) == .tooManyEntries(path: zipArchive.path, limit: 10))
         try FileManager.default.removeItem(at: zipArchive)
 
         let tar = (0..<20).flatMap { TarBuilder.entry("f\($0)", Array("x".utf8)) } + TarBuilder.end
         let tarArchive = try base.file("many.tar.gz", bytes: try TarBuilder.gzip(tar))
-        #expect(refuse(base, tarArchive, limits: limits) == .tooManyEntries(path: tarArchive.path, limit: 10))
+        #expect(refuseOpening(base, tarArchive, limits: limits) == .tooManyEntries(path: tarArchive.path, limit: 10))
     }
 
     @Test func overlappingZipEntries() throws {
@@ -152,7 +140,7 @@ import TestFixtures
         try #require(records.count == 2)
         ZipBuilder.put32(0, into: &bytes, at: records[1] + 42)
         try Data(bytes).write(to: archive)
-        #expect(refuse(base, archive) == .unsafeEntry(path: archive.path, entry: "b", reason: .overlappingData))
+        #expect(refuseOpening(base, archive) == .unsafeEntry(path: archive.path, entry: "b", reason: .overlappingData))
     }
 
     @Test func interruptedExtractionsAreSweptAway() throws {
@@ -170,7 +158,7 @@ import TestFixtures
         let base = try TemporaryFolder()
         let bytes = try Fixtures.bytes("archives/tma/unet_tiny.mar")
         let archive = try base.file("cut.mar", bytes: Array(bytes.prefix(bytes.count / 2)))
-        let error = refuse(base, archive)
+        let error = refuseOpening(base, archive)
         #expect(error == .corrupt(path: archive.path,
                                   detail: "its end-of-central-directory record is missing (the file is cut short or is not a zip)"))
     }
@@ -182,20 +170,20 @@ import TestFixtures
         var bytes = [UInt8](try Data(contentsOf: archive))
         bytes[30 + "a.txt".utf8.count + 50] ^= 0xFF
         try Data(bytes).write(to: archive)
-        #expect(refuse(base, archive) == .corrupt(path: archive.path, detail: "entry \"a.txt\" fails its CRC-32 check"))
+        #expect(refuseOpening(base, archive) == .corrupt(path: archive.path, detail: "entry \"a.txt\" fails its CRC-32 check"))
     }
 
     @Test func truncatedGzip() throws {
         let base = try TemporaryFolder()
         let bytes = try Fixtures.bytes("archives/tma/unet_tiny.tar.gz")
         let half = try base.file("half.tar.gz", bytes: Array(bytes.prefix(bytes.count / 2)))
-        let error = refuse(base, half)
+        let error = refuseOpening(base, half)
         guard case .corrupt(_, let detail) = error else { Issue.record("\(String(describing: error))"); return }
         #expect(detail.contains("cut short"))
         try FileManager.default.removeItem(at: half)
 
         let trailer = try base.file("trailer.tar.gz", bytes: Array(bytes.dropLast(4)))
-        #expect(refuse(base, trailer) == .corrupt(path: trailer.path, detail: "the gzip data is cut short"))
+        #expect(refuseOpening(base, trailer) == .corrupt(path: trailer.path, detail: "the gzip data is cut short"))
     }
 
     @Test func damagedGzip() throws {
@@ -203,6 +191,6 @@ import TestFixtures
         var bytes = try Fixtures.bytes("archives/tma/unet_tiny.tar.gz")
         for index in stride(from: 100, to: 400, by: 7) { bytes[index] ^= 0x5A }
         let archive = try base.file("damaged.tar.gz", bytes: bytes)
-        guard case .corrupt = refuse(base, archive) else { Issue.record("expected corrupt"); return }
+        guard case .corrupt = refuseOpening(base, archive) else { Issue.record("expected corrupt"); return }
     }
 }

@@ -180,3 +180,19 @@ func expectArchiveError(
     }
     return nil
 }
+
+/// Opens `archive` (inside `base`) into `base/store`, expecting an ``ArchiveError``; nothing may
+/// be left in the store (no partly unpacked folder), nor anywhere else in `base`.
+func refuseOpening(
+    _ base: TemporaryFolder, _ archive: URL, limits: ExtractionLimits = .default,
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> ArchiveError? {
+    let before = base.listing().filter { !$0.hasPrefix("store") }
+    let error = expectArchiveError({
+        _ = try ArchiveReader.open(archive, extractingInto: base.url.appendingPathComponent("store"), limits: limits)
+    }, sourceLocation: sourceLocation)
+    let after = base.listing()
+    #expect(after.filter { $0.hasPrefix("store/") }.isEmpty, "left in the store", sourceLocation: sourceLocation)
+    #expect(after.filter { !$0.hasPrefix("store") } == before, "written outside the store", sourceLocation: sourceLocation)
+    return error
+}
