@@ -100,7 +100,9 @@ import Testing
         defer { store.remove() }
         let server = store.makeServer()
         defer { server.shutdown() }
-        await #expect(throws: ModelServerError.self) { try await server.register(RegistrationOptions(url: "missing.mar")) }
+        await #expect(throws: ModelServerError.archiveNotFound("Model archive not found in the model store: missing.mar")) {
+            try await server.register(RegistrationOptions(url: "missing.mar"))
+        }
         await #expect(throws: ModelServerError.archiveURLNotAllowed("file:// URLs are not allowed; name an archive in the model store")) {
             try await server.register(RegistrationOptions(url: "file:///etc/passwd"))
         }

@@ -231,8 +231,11 @@ import Testing
         defer { umask(previous) }
         try AtomicFile.write(Data("secret".utf8), to: file)
         #expect((try FileManager.default.attributesOfItem(atPath: file.path)[.posixPermissions] as? Int) == 0o600)
-        #expect(throws: AtomicFileError.self) {
+        #expect {
             try AtomicFile.write(Data(), to: folder.appendingPathComponent("missing/secret.json"))
+        } throws: { error in
+            guard let error = error as? AtomicFileError else { return false }
+            return error.operation == "create" && error.code == ENOENT && error.description.contains("missing/.secret.json-")
         }
     }
 

@@ -134,7 +134,9 @@ import Testing
         #expect(configuration.inferenceAddress == .init(host: "0.0.0.0", port: 9091))
         #expect(configuration.managementAddress.port == 8081)
         for bad in ["", "http", "0", "70000"] {
-            #expect(throws: ConfigurationError.self) { try configuration.applyPlatformEnvironment(["SAGEMAKER_BIND_TO_PORT": bad]) }
+            #expect(throws: ConfigurationError(key: "SAGEMAKER_BIND_TO_PORT", message: "'\(bad)' is not a port number in 1...65535")) {
+                try configuration.applyPlatformEnvironment(["SAGEMAKER_BIND_TO_PORT": bad])
+            }
         }
         let warnings = try settings.apply(PropertiesFile(parsing: "invocations_model=unet\n"), relativeTo: base)
         #expect(warnings.isEmpty)
