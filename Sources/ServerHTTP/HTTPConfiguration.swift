@@ -41,9 +41,7 @@ public struct HTTPConfiguration: Sendable {
     /// Timeouts, connection caps and the in-flight body bound every listener enforces.
     public var networkLimits = NetworkLimits()
 
-    public init(networkLimits: NetworkLimits = NetworkLimits()) {
-        self.networkLimits = networkLimits
-    }
+    public init() {}
 
     /// The HTTP layer's keys of `config.properties`, in the order they are applied and documented.
     public static let keys: [ConfigurationKey<HTTPConfiguration>] = [
@@ -105,10 +103,9 @@ public struct HTTPConfiguration: Sendable {
         }
     }
 
-    /// The bound on request body bytes held in flight: `max_inflight_body_bytes`, else the
-    /// larger of 512 MiB and 16 × `max_request_size`.
+    /// The bound on request body bytes held in flight (``NetworkLimits/inflightBodyLimit(maxRequestSize:)``).
     public func inflightBodyLimit(maxRequestSize: Int) -> Int {
-        networkLimits.maxInflightBodyBytes ?? max(512 << 20, 16 * maxRequestSize)
+        networkLimits.inflightBodyLimit(maxRequestSize: maxRequestSize)
     }
 
     private static func address(_ text: String, key: String) throws(ConfigurationError) -> Address {
@@ -160,6 +157,12 @@ extension HTTPConfiguration {
         public var maxInflightBodyBytes: Int?
 
         public init() {}
+
+        /// The bound on request body bytes held in flight: `max_inflight_body_bytes`, else the
+        /// larger of 512 MiB and 16 × `max_request_size`.
+        public func inflightBodyLimit(maxRequestSize: Int) -> Int {
+            maxInflightBodyBytes ?? max(512 << 20, 16 * maxRequestSize)
+        }
 
         /// Connections per listener kept for health probes past `max_connections`.
         public static let defaultHealthConnectionReserve = 16

@@ -20,7 +20,7 @@ public final class NetworkEdge: Sendable {
     public init(limits: HTTPConfiguration.NetworkLimits = HTTPConfiguration.NetworkLimits(), maxRequestSize: Int, logger: Logger) {
         self.limits = limits
         self.maxRequestSize = maxRequestSize
-        bodies = InflightBodies(limit: HTTPConfiguration(networkLimits: limits).inflightBodyLimit(maxRequestSize: maxRequestSize))
+        bodies = InflightBodies(limit: limits.inflightBodyLimit(maxRequestSize: maxRequestSize))
         self.logger = logger
     }
 

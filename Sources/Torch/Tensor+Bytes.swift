@@ -7,7 +7,7 @@ extension Tensor {
     /// This is how tensors of any element type (float16 and bool included) arrive from a wire format.
     public static func copying(bytes: [UInt8], shape: [Int], dtype: DType) throws(TorchError) -> Tensor {
         guard dtype != .other else { throw TorchError.invalidArgument("cannot build a tensor of an unnamed element type") }
-        let count = try elementCount(of: shape)
+        let count = try checkedElementCount(of: shape)
         let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.byteCount)
         guard !overflow, bytes.count == needed else {
             throw TorchError.invalidArgument(

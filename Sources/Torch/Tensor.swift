@@ -38,7 +38,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// A CPU tensor holding a copy of `values`.
     public static func copying<Element: TensorElement>(_ values: [Element], shape: [Int]) throws -> Tensor {
-        let count = try elementCount(of: shape)
+        let count = try checkedElementCount(of: shape)
         guard count == values.count else {
             throw TorchError.invalidArgument("shape \(shape) holds \(count) elements, but \(values.count) were given")
         }
@@ -74,19 +74,28 @@ public final class Tensor: @unchecked Sendable {
     }
 
     private static func dimensions(_ shape: [Int]) throws(TorchError) -> [Int64] {
-        _ = try elementCount(of: shape)
+        _ = try checkedElementCount(of: shape)
         return shape.map(Int64.init)
     }
 
-    /// The product of `shape`'s dimensions, checked: a negative dimension or a product that
-    /// overflows is an error, never a trap (shapes can come from clients).
-    static func elementCount(of shape: [Int]) throws(TorchError) -> Int {
+    /// The product of `shape`'s dimensions; nil when a dimension is negative or the product
+    /// overflows (shapes can come from clients: a product is never computed unchecked).
+    public static func elementCount(of shape: [Int]) -> Int? {
         var count = 1
         for size in shape {
-            guard size >= 0 else { throw TorchError.invalidArgument("tensor shape \(shape) has a negative dimension") }
+            guard size >= 0 else { return nil }
             let (product, overflow) = count.multipliedReportingOverflow(by: size)
-            guard !overflow else { throw TorchError.invalidArgument("tensor shape \(shape) has more elements than memory can hold") }
+            guard !overflow else { return nil }
             count = product
+        }
+        return count
+    }
+
+    /// ``elementCount(of:)``, or an error saying what is wrong with the shape.
+    static func checkedElementCount(of shape: [Int]) throws(TorchError) -> Int {
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw TorchError.invalidArgument("tensor shape \(shape) has a negative dimension") }
+        guard let count = elementCount(of: shape) else {
+            throw TorchError.invalidArgument("tensor shape \(shape) has more elements than memory can hold")
         }
         return count
     }

@@ -29,12 +29,7 @@ final class ModelRegistry: Sendable {
     /// The default version of `model`, or `version`.
     func resolve(model: String, version: String?) throws(ModelServerError) -> ModelVersion {
         try state.withLock { (state: inout State) throws(ModelServerError) -> ModelVersion in
-            guard let versions = state.models[model] else { throw .modelNotFound(model: model) }
-            let wanted = version ?? state.defaults[model]
-            guard let found = versions.first(where: { $0.version == wanted }) else {
-                throw .versionNotFound(model: model, version: wanted ?? "")
-            }
-            return found
+            try Self.find(model: model, version: version, in: state)
         }
     }
 
@@ -74,8 +69,10 @@ final class ModelRegistry: Sendable {
 
     /// Makes `version` the default of `model`.
     func setDefault(model: String, version: String) throws(ModelServerError) {
-        _ = try resolve(model: model, version: version)
-        state.withLock { $0.defaults[model] = version }
+        try state.withLock { (state: inout State) throws(ModelServerError) in
+            _ = try Self.find(model: model, version: version, in: state)
+            state.defaults[model] = version
+        }
     }
 
     /// Removes a version (a registration rolled back).
@@ -93,12 +90,8 @@ final class ModelRegistry: Sendable {
     /// - Throws: `invalidVersionOperation` for the default while other versions remain.
     func detachForUnregister(model: String, version: String?) throws(ModelServerError) -> ModelVersion {
         try state.withLock { (state: inout State) throws(ModelServerError) -> ModelVersion in
-            guard let versions = state.models[model] else { throw .modelNotFound(model: model) }
-            let wanted = version ?? state.defaults[model]
-            guard let target = versions.first(where: { $0.version == wanted }) else {
-                throw .versionNotFound(model: model, version: wanted ?? "")
-            }
-            if target.version == state.defaults[model] && versions.count > 1 {
+            let target = try Self.find(model: model, version: version, in: state)
+            if target.version == state.defaults[model] && (state.models[model]?.count ?? 0) > 1 {
                 throw .invalidVersionOperation(
                     "Cannot remove the default version \(target.version) of model \(model) while other versions exist; set another default first")
             }
@@ -132,6 +125,16 @@ final class ModelRegistry: Sendable {
             state.nextWorkerID += 1
             return state.nextWorkerID - 1
         }
+    }
+
+    /// The default version of `model`, or `version`, in `state`.
+    private static func find(model: String, version: String?, in state: State) throws(ModelServerError) -> ModelVersion {
+        guard let versions = state.models[model] else { throw .modelNotFound(model: model) }
+        let wanted = version ?? state.defaults[model]
+        guard let found = versions.first(where: { $0.version == wanted }) else {
+            throw .versionNotFound(model: model, version: wanted ?? "")
+        }
+        return found
     }
 
     private static func detach(_ target: ModelVersion, from state: inout State) {

@@ -45,15 +45,9 @@ public struct TensorData: Sendable, Equatable {
     }
 
     /// The product of `shape`'s dimensions; nil when a dimension is negative or the product overflows.
+    /// (libtorch's own check, for layers that do not import Torch.)
     public static func elementCount(of shape: [Int]) -> Int? {
-        var count = 1
-        for size in shape {
-            guard size >= 0 else { return nil }
-            let (product, overflow) = count.multipliedReportingOverflow(by: size)
-            guard !overflow else { return nil }
-            count = product
-        }
-        return count
+        Tensor.elementCount(of: shape)
     }
 
     /// The element type of a numeric tensor; nil for byte strings.
