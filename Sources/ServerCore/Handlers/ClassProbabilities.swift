@@ -2,7 +2,8 @@ import Foundation
 
 /// Class probabilities as the built-in classifiers answer them (TorchServe's convention):
 /// `{"label": probability, …}`, highest first, ties lower index first, probabilities as
-/// float32's shortest round-tripping decimal.
+/// float32's shortest round-tripping decimal. Where two of the chosen classes share a name, the
+/// more probable one answers (a JSON object cannot hold a name twice).
 struct ClassProbabilities {
     var labels: ClassLabels
 
@@ -12,7 +13,12 @@ struct ClassProbabilities {
             probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1)
         }
         let chosen = count.map { order.prefix($0) } ?? order[...]
-        let members = chosen.map { "\(Self.jsonString(labels.name(ofClass: $0))):\(probabilities[$0].description)" }
+        var named = Set<String>()
+        let members = chosen.compactMap { index -> String? in
+            let name = labels.name(ofClass: index)
+            guard named.insert(name).inserted else { return nil }
+            return "\(Self.jsonString(name)):\(probabilities[index].description)"
+        }
         return "{" + members.joined(separator: ",") + "}"
     }
 

@@ -10,8 +10,7 @@ enum HandlerFactory {
         case .textClassifier(let spec):
             return try TextClassificationHandler(spec: spec, archive: archive)
         case .imageClassifier(let spec):
-            let labels = try spec.labels.map { file throws(ModelServerError) in try ClassLabels(contentsOf: archive.url(of: file)) } ?? .indices
-            return try ImageClassificationHandler(spec: spec, labels: labels, pixelLimit: pixelLimit)
+            return try ImageClassificationHandler(spec: spec, labels: ClassLabels.of(archive, named: spec.labels), pixelLimit: pixelLimit)
         }
     }
 }

@@ -56,6 +56,11 @@ public struct TextClassificationHandler: Handler {
     /// Loads the vocabulary and labels the spec names from the files given.
     public init(spec: TextClassifierSpec, vocabulary: URL, labels: URL?) throws(ModelServerError) {
         let classLabels = try labels.map { (url) throws(ModelServerError) in try ClassLabels(contentsOf: url) } ?? .indices
+        try self.init(spec: spec, vocabulary: vocabulary, classLabels: classLabels)
+    }
+
+    /// Loads the vocabulary from the file given.
+    init(spec: TextClassifierSpec, vocabulary: URL, classLabels: ClassLabels) throws(ModelServerError) {
         switch spec.tokenizer {
         case .wordpiece:
             let wordPiece = try WordPieceTokenizer(contentsOf: vocabulary, lowercase: spec.lowercase, stripAccents: spec.stripAccents)
@@ -74,15 +79,7 @@ public struct TextClassificationHandler: Handler {
         guard FileManager.default.fileExists(atPath: vocabulary.path) else {
             throw .invalidModel("the archive has no vocabulary file \(spec.vocab), which its handler section names")
         }
-        var labels: URL?
-        if let name = spec.labels {
-            let url = archive.url(of: name)
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw .invalidModel("the archive has no labels file \(name), which its handler section names")
-            }
-            labels = url
-        }
-        try self.init(spec: spec, vocabulary: vocabulary, labels: labels)
+        try self.init(spec: spec, vocabulary: vocabulary, classLabels: ClassLabels.of(archive, named: spec.labels))
     }
 
     static func batchSizeMessage(_ batchSize: Int) -> String {
