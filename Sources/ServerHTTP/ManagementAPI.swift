@@ -85,8 +85,13 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             responseTimeout: try parameters.int("response_timeout", in: ModelSettings.Override.Range.responseTimeout),
             startupTimeout: try parameters.int("startup_timeout", in: ModelSettings.Override.Range.startupTimeout),
             handler: parameters.string("handler"))
+        if let runtime = parameters.string("runtime"), !Self.runtimes.contains(runtime) {
+            throw ModelServerError.badRequest(
+                "runtime must be one of \(Self.runtimes.sorted().joined(separator: ", ")) (TorchServe's runtimes; this server runs the TorchScript model itself, so the value changes nothing), got '\(runtime)'")
+        }
+        // With no workers to start there is nothing to wait for: the answer is the same 200 either way.
         let synchronous = try parameters.bool("synchronous") ?? true
-        if !synchronous {
+        if !synchronous && options.settings.minWorkers != 0 {
             try await server.register(options, wait: false)
             return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
         }
@@ -97,6 +102,9 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             : "Model \"\(description.modelName)\" Version: \(description.modelVersion) registered with \(workers) initial workers"
         return jsonResponse("{\"status\":\(jsonString(status))}")
     }
+
+    /// The `runtime` values TorchServe's registration accepts.
+    static var runtimes: Set<String> { ["python", "python2", "python3"] }
 
     func list(_ request: Request) throws -> Response {
         let parameters = RequestParameters(request)
