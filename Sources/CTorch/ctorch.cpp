@@ -235,6 +235,21 @@ ctorch_status ctorch_module_forward(const ctorch_module *module, ctorch_tensor *
     });
 }
 
+ctorch_status ctorch_module_forward_list(const ctorch_module *module, ctorch_tensor *const *tensors,
+                                         size_t count, ctorch_value **out) {
+    return guarded([&] {
+        if (module == nullptr || out == nullptr) throw std::invalid_argument("null argument");
+        c10::InferenceMode guard;
+        c10::List<at::Tensor> list;
+        list.reserve(count);
+        for (auto &tensor : unwrap(tensors, count)) list.push_back(std::move(tensor));
+        std::vector<c10::IValue> arguments;
+        arguments.emplace_back(std::move(list));
+        auto handle = module->module;
+        *out = wrap(handle.forward(std::move(arguments)));
+    });
+}
+
 ctorch_status ctorch_tensor_empty(const int64_t *shape, size_t ndim, ctorch_dtype dtype,
                                   ctorch_tensor **out) {
     return guarded([&] {

@@ -6,6 +6,8 @@ public enum HandlerKind: String, CaseIterable, Sendable, Codable, CustomStringCo
     case textClassifier = "text_classifier"
     /// Image in, top-k class probabilities out.
     case imageClassifier = "image_classifier"
+    /// Image in, boxes with class names and scores out (torchvision's detection models).
+    case objectDetector = "object_detector"
 
     /// The handler a manifest or `--handler` names.
     ///
@@ -28,7 +30,7 @@ public enum HandlerKind: String, CaseIterable, Sendable, Codable, CustomStringCo
 
     public var description: String { rawValue }
 
-    /// `image_segmenter, text_classifier, image_classifier`, for messages.
+    /// `image_segmenter, text_classifier, image_classifier, object_detector`, for messages.
     public static var builtInList: String {
         allCases.map(\.rawValue).joined(separator: ", ")
     }

@@ -7,12 +7,14 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
     case imageSegmenter(ImageSegmenterSpec)
     case textClassifier(TextClassifierSpec)
     case imageClassifier(ImageClassifierSpec)
+    case objectDetector(ObjectDetectorSpec)
 
     public var kind: HandlerKind {
         switch self {
         case .imageSegmenter: return .imageSegmenter
         case .textClassifier: return .textClassifier
         case .imageClassifier: return .imageClassifier
+        case .objectDetector: return .objectDetector
         }
     }
 
@@ -22,6 +24,7 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
         case .imageSegmenter: return .imageSegmenter(ImageSegmenterSpec())
         case .textClassifier: return .textClassifier(TextClassifierSpec())
         case .imageClassifier: return .imageClassifier(ImageClassifierSpec())
+        case .objectDetector: return .objectDetector(ObjectDetectorSpec())
         }
     }
 
@@ -33,6 +36,8 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
         case .textClassifier(let spec):
             return [("handler.vocab", spec.vocab)] + (spec.labels.map { [("handler.labels", $0)] } ?? [])
         case .imageClassifier(let spec):
+            return spec.labels.map { [("handler.labels", $0)] } ?? []
+        case .objectDetector(let spec):
             return spec.labels.map { [("handler.labels", $0)] } ?? []
         }
     }
@@ -108,6 +113,10 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
             fields.reportUnknownKeys(known: ImageClassifierSpec.keys, asErrors: true,
                                      expected: keyList(ImageClassifierSpec.keys, kind))
             return .imageClassifier(ImageClassifierSpec(fields))
+        case .objectDetector:
+            fields.reportUnknownKeys(known: ObjectDetectorSpec.keys, asErrors: true,
+                                     expected: keyList(ObjectDetectorSpec.keys, kind))
+            return .objectDetector(ObjectDetectorSpec(fields))
         }
     }
 
@@ -144,6 +153,10 @@ extension HandlerSpec {
             lines.append("mean: \(list(spec.mean))")
             lines.append("std: \(list(spec.std))")
             lines.append("topk: \(spec.topk)")
+            lines.append("labels: " + (spec.labels ?? "null"))
+        case .objectDetector(let spec):
+            lines.append("threshold: \(spec.threshold)")
+            lines.append("maxDetections: \(spec.maxDetections)")
             lines.append("labels: " + (spec.labels ?? "null"))
         }
         return lines.joined(separator: "\n") + "\n"

@@ -66,6 +66,20 @@ struct YAMLFields {
         return value
     }
 
+    func double(_ key: String, in range: ClosedRange<Double>) -> Double? {
+        guard let node = presentValue(key) else { return nil }
+        let expected = "a number from \(range.lowerBound) to \(range.upperBound)"
+        guard node.tagName == .int || node.tagName == .float, let value = node.float, value.isFinite else {
+            fail(key, node, "is \(Self.render(node))", expected: expected)
+            return nil
+        }
+        guard range.contains(value) else {
+            fail(key, node, "is \(value), out of range", expected: expected)
+            return nil
+        }
+        return value
+    }
+
     func bool(_ key: String) -> Bool? {
         guard let node = presentValue(key) else { return nil }
         guard node.tagName == .bool, let value = node.bool else {

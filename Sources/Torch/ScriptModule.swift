@@ -74,6 +74,18 @@ public final class ScriptModule: @unchecked Sendable {
         return try ModuleOutput(consuming: out)
     }
 
+    /// Runs `forward(list)` in inference mode: the tensors go in as one `List[Tensor]` argument,
+    /// as torchvision's detection models take their images. Tensors must be on the module's device.
+    public func forward(list tensors: [Tensor]) throws(TorchError) -> ModuleOutput {
+        let handles: [OpaquePointer?] = tensors.map { $0.handle }
+        var out: OpaquePointer?
+        let status = handles.withUnsafeBufferPointer { ctorch_module_forward_list(handle, $0.baseAddress, $0.count, &out) }
+        withExtendedLifetime(tensors) {}
+        try check(status, "forward with a list of \(tensors.count) tensors \(tensors.map(\.shape))")
+        guard let out else { throw TorchError.operationFailed(operation: "forward", message: "no output returned") }
+        return try ModuleOutput(consuming: out)
+    }
+
     /// Runs `forward(input)`.
     public func forward(_ input: Tensor) throws(TorchError) -> ModuleOutput {
         try forward([input])

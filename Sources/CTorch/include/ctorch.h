@@ -97,6 +97,11 @@ int64_t ctorch_module_weight_bytes(const ctorch_module *module);
 ctorch_status ctorch_module_forward(const ctorch_module *module, ctorch_tensor *const *inputs,
                                     size_t count, ctorch_value **out);
 
+/** Runs forward(list) under inference mode, with the tensors as one List[Tensor] argument
+ *  (torchvision's detection models take their images so, each at its own size). */
+ctorch_status ctorch_module_forward_list(const ctorch_module *module, ctorch_tensor *const *tensors,
+                                         size_t count, ctorch_value **out);
+
 /* Tensors */
 
 /** A new uninitialised CPU tensor. */

@@ -23,6 +23,9 @@ extension Handler {
             prepared.context = HandlerOutputsContext(inner: prepared.context)
             return prepared
         case .forward(let inputs):
+            guard inputForm == .batched else {
+                throw .badRequest("this model takes a list of images at their own sizes, which numeric inputs cannot express; send an image to /predictions/{model} or /v1/models/{model}:predict")
+            }
             guard !inputs.isEmpty else { throw .invalidInput("the request has no inputs; forward needs at least one tensor") }
             var tensors: [Tensor] = []
             for (index, input) in inputs.enumerated() {

@@ -18,9 +18,25 @@ public protocol Handler: Sendable {
 
     /// Inputs of a synthetic batch of `batchSize` requests, to check an optimised module and warm it up.
     func exampleInputs(batchSize: Int) throws -> [Tensor]
+
+    /// How the inputs of a batch reach `forward`; `.batched` unless the handler says otherwise.
+    var inputForm: ModelInputForm { get }
+}
+
+/// How a batch of requests' inputs reach the model's `forward`.
+public enum ModelInputForm: Sendable, Equatable {
+    /// Every input has the batch as its first dimension: requests whose inputs agree beyond it
+    /// are concatenated along it, and the output is split by rows.
+    case batched
+    /// One `List[Tensor]` argument, one tensor per request, each at its own size (torchvision's
+    /// detection models): every request of a batch joins, and the output's per-image list is
+    /// split by position.
+    case imageList
 }
 
 extension Handler {
+    public var inputForm: ModelInputForm { .batched }
+
     /// `preprocess` outside a worker, untimed.
     public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {
         try preprocess(request, stages: StageClock())
@@ -82,6 +98,19 @@ extension ModuleOutput {
             for entry in entries { sliced.append((entry.key, try entry.value.rows(start, count: count, batch: batch))) }
             return .dict(sliced)
         case .none, .other:
+            return self
+        }
+    }
+
+    /// The elements `start..<start+count` of every list in the output that holds one element per
+    /// image of the batch (an `.imageList` model's per-image detections); the rest as it is.
+    func images(_ start: Int, count: Int, batch: Int) -> ModuleOutput {
+        switch self {
+        case .list(let items) where items.count == batch:
+            return .list(Array(items[start..<(start + count)]))
+        case .tuple(let items):
+            return .tuple(items.map { $0.images(start, count: count, batch: batch) })
+        case .tensor, .list, .dict, .none, .other:
             return self
         }
     }

@@ -11,6 +11,8 @@ enum HandlerFactory {
             return try TextClassificationHandler(spec: spec, archive: archive)
         case .imageClassifier(let spec):
             return try ImageClassificationHandler(spec: spec, labels: ClassLabels.of(archive, named: spec.labels), pixelLimit: pixelLimit)
+        case .objectDetector(let spec):
+            return ObjectDetectionHandler(spec: spec, labels: try ClassLabels.of(archive, named: spec.labels), pixelLimit: pixelLimit)
         }
     }
 }

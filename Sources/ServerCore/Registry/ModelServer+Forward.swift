@@ -110,6 +110,11 @@ extension ModelServer {
                 }
             }
             return (inputs, [Spec(key: .index(0), dtype: .float32, shape: [-1, -1])])
+        case .objectDetector:
+            // One image [3, H, W] per request; the model takes them as a list and returns a dict per image.
+            return ([Spec(key: .index(0), dtype: .float32, shape: [3, -1, -1])],
+                    [Spec(key: .name("boxes"), dtype: .float32, shape: [-1, 4]), Spec(key: .name("labels"), dtype: .int64, shape: [-1]),
+                     Spec(key: .name("scores"), dtype: .float32, shape: [-1])])
         }
     }
 

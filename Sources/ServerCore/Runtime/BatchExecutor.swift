@@ -51,10 +51,12 @@ struct BatchExecutor: Sendable {
                 stages.beginStep()
                 let prepared = try handler.prepare(job.request, stages: stages)
                 stages.endStep(whole: .preprocess, rest: .preprocess)
-                if let key = prepared.stackingKey, let index = groupOfKey[key] {
+                // An image-list model takes every image of a batch in one list, whatever its size.
+                let key = handler.inputForm == .imageList ? [[-1]] : prepared.stackingKey
+                if let key, let index = groupOfKey[key] {
                     groups[index].append((job, prepared))
                 } else {
-                    if let key = prepared.stackingKey { groupOfKey[key] = groups.count }
+                    if let key { groupOfKey[key] = groups.count }
                     groups.append([(job, prepared)])
                 }
             } catch ModelServerError.deadlineExceeded {
@@ -74,15 +76,21 @@ struct BatchExecutor: Sendable {
         let output: ModuleOutput
         let totalRows = group.reduce(0) { $0 + $1.1.rows }
         do {
-            let inputCount = group[0].1.tensors.count
             var inputs: [Tensor] = []
-            for position in 0..<inputCount {
-                let parts = group.map { $0.1.tensors[position] }
-                let joined = parts.count == 1 ? parts[0] : try Tensor.concatenate(parts, dim: 0)
-                inputs.append(try joined.to(module.device))
+            switch handler.inputForm {
+            case .batched:
+                for position in 0..<group[0].1.tensors.count {
+                    let parts = group.map { $0.1.tensors[position] }
+                    let joined = parts.count == 1 ? parts[0] : try Tensor.concatenate(parts, dim: 0)
+                    inputs.append(try joined.to(module.device))
+                }
+            case .imageList:
+                for (_, prepared) in group {
+                    for tensor in prepared.tensors { inputs.append(try tensor.to(module.device)) }
+                }
             }
             let started = ContinuousClock.now
-            output = try Self.forward(inputs, on: module)
+            output = try Self.forward(inputs, form: handler.inputForm, on: module)
             metrics.record(.forward, .now - started)
         } catch {
             let message = error.summary
@@ -105,7 +113,9 @@ struct BatchExecutor: Sendable {
         for (job, prepared) in group {
             do {
                 stages.beginStep()
-                let slice = group.count == 1 ? output : try output.rows(row, count: prepared.rows, batch: totalRows)
+                let slice = group.count == 1 ? output
+                    : handler.inputForm == .imageList ? output.images(row, count: prepared.rows, batch: totalRows)
+                    : try output.rows(row, count: prepared.rows, batch: totalRows)
                 let response = try handler.answer(slice, for: prepared, stages: stages)
                 stages.endStep(whole: .postprocess, rest: .encode)
                 job.finish(.success(response))
@@ -121,7 +131,9 @@ struct BatchExecutor: Sendable {
 
     /// Runs `module` on float32 inputs: a module converted to a lower precision gets its
     /// floating-point inputs in that type and gives float32 back, so handlers see no difference.
-    static func forward(_ inputs: [Tensor], on module: ScriptModule) throws(TorchError) -> ModuleOutput {
+    /// An `.imageList` model gets the inputs as one list (and is never converted).
+    static func forward(_ inputs: [Tensor], form: ModelInputForm = .batched, on module: ScriptModule) throws(TorchError) -> ModuleOutput {
+        if form == .imageList { return try module.forward(list: inputs) }
         let floatType = module.floatType
         guard floatType != .float32 else { return try module.forward(inputs) }
         var converted: [Tensor] = []

@@ -72,19 +72,22 @@ final class ModuleLoader: Sendable {
         let plain = try ScriptModule(contentsOf: file, device: device)
         var chosen = plain
         let example = try handler.exampleInputs(batchSize: 1).map { try $0.to(device) }
-        let reference = try plain.forward(example)
-        if settings.precision != .float32 {
+        let inputForm = handler.inputForm
+        let reference = try BatchExecutor.forward(example, form: inputForm, on: plain)
+        if inputForm == .imageList, settings.precision != .float32 {
+            logger.warning("keeping float32: precision applies to models that take batched tensors; this one takes a list of images")
+        } else if settings.precision != .float32 {
             // Measured: optimize_for_inference makes a bfloat16 U-Net slower, not faster; not combined.
             chosen = converted(plain, to: settings.precision, example: example, reference: reference) ?? plain
         }
-        if settings.optimize && chosen === plain {
+        if settings.optimize && chosen === plain && inputForm == .batched {
             chosen = optimized(plain, example: example, reference: reference) ?? plain
         }
         let loaded = ContinuousClock.now
         // Warm-up: the first calls of each batch size pay libtorch's profiling and fusion passes.
         for batchSize in Set([1, settings.batchSize]) {
             let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(device) }
-            for _ in 0..<2 { _ = try BatchExecutor.forward(inputs, on: chosen) }
+            for _ in 0..<2 { _ = try BatchExecutor.forward(inputs, form: inputForm, on: chosen) }
         }
         let timings = LoadTimings(loadMilliseconds: milliseconds(loaded - started), warmUpMilliseconds: milliseconds(.now - loaded))
         let form = chosen === plain ? "" : chosen.floatType != .float32 ? " (\(chosen.floatType), checked)" : " (optimised and checked)"
