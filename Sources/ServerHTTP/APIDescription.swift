@@ -48,8 +48,9 @@ enum APIDescription {
     static func document<Context>(title: String, routes: [Route<Context>]) -> String {
         var paths: [String: [String: Any]] = [:]
         for route in routes {
+            // A parameter may be followed by a suffix in its segment: `{model_name}:predict`.
             let parameters = route.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { segment -> [String: Any] in
-                ["name": String(segment.dropFirst().dropLast()), "in": "path", "required": true, "schema": ["type": "string"]]
+                ["name": String(segment.dropFirst().prefix { $0 != "}" }), "in": "path", "required": true, "schema": ["type": "string"]]
             }
             var responses: [String: Any] = ["200": ["description": "OK"]]
             for code in route.errors {

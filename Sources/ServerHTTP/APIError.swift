@@ -21,8 +21,10 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         var fields = headers
         fields[.contentType] = "application/json"
         var body = "{\"code\":\(status.code),\"type\":\(jsonString(type)),\"message\":\(jsonString(message))"
-        // Open Inference Protocol clients read `error`.
-        if request.uri.path == "/v2" || request.uri.path.hasPrefix("/v2/") { body += ",\"error\":\(jsonString(message))" }
+        // KServe clients (v1, and Open Inference Protocol on v2) read `error`.
+        if ["/v1", "/v2"].contains(where: { request.uri.path == $0 || request.uri.path.hasPrefix($0 + "/") }) {
+            body += ",\"error\":\(jsonString(message))"
+        }
         body += "}"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
     }

@@ -27,7 +27,7 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
                                    errors: errors) { request, context in try await predict(request, context) })
             }
         }
-        return table + KServeAPI(server: server).routes + SageMakerAPI(server: server, invocationsModel: invocationsModel).routes
+        return table + KServeAPI(server: server).routes + KServeV1API(server: server).routes + SageMakerAPI(server: server, invocationsModel: invocationsModel).routes
     }
 
     /// Adds this port's routes to `router`.

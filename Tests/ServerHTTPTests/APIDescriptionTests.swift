@@ -50,6 +50,8 @@ import Testing
             "GET /v2/models/{model_name}", "GET /v2/models/{model_name}/ready", "POST /v2/models/{model_name}/infer",
             "GET /v2/models/{model_name}/versions/{model_version}", "GET /v2/models/{model_name}/versions/{model_version}/ready",
             "POST /v2/models/{model_name}/versions/{model_version}/infer",
+            "GET /v1/models", "GET /v1/models/{model_name}",
+            "POST /v1/models/{model_name}:predict", "POST /v1/models/{model_name}:explain",
             "POST /invocations", "POST /models/{model_name}/invoke",
         ])
     }
