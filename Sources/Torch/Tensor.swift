@@ -130,6 +130,11 @@ public final class Tensor: @unchecked Sendable {
     public func withUnsafeBufferPointer<Element: TensorElement, Result>(
         as type: Element.Type, _ body: (UnsafeBufferPointer<Element>) throws -> Result
     ) throws -> Result {
+        // A tensor with no elements may have no memory at all (a detector that found nothing).
+        guard count > 0 else {
+            try checkType(type)
+            return try body(UnsafeBufferPointer(start: nil, count: 0))
+        }
         let pointer = try dataPointer(as: type)
         return try body(UnsafeBufferPointer(start: pointer, count: count))
     }
@@ -138,6 +143,10 @@ public final class Tensor: @unchecked Sendable {
     public func withUnsafeMutableBufferPointer<Element: TensorElement, Result>(
         as type: Element.Type, _ body: (UnsafeMutableBufferPointer<Element>) throws -> Result
     ) throws -> Result {
+        guard count > 0 else {
+            try checkType(type)
+            return try body(UnsafeMutableBufferPointer(start: nil, count: 0))
+        }
         let pointer = try dataPointer(as: type)
         return try body(UnsafeMutableBufferPointer(start: pointer, count: count))
     }
@@ -148,10 +157,14 @@ public final class Tensor: @unchecked Sendable {
         return try host.withUnsafeBufferPointer(as: type) { Array($0) }
     }
 
-    private func dataPointer<Element: TensorElement>(as type: Element.Type) throws(TorchError) -> UnsafeMutablePointer<Element> {
+    private func checkType<Element: TensorElement>(_ type: Element.Type) throws(TorchError) {
         guard dtype == Element.dtype else {
             throw TorchError.invalidArgument("tensor holds \(dtype) elements, not \(Element.dtype)")
         }
+    }
+
+    private func dataPointer<Element: TensorElement>(as type: Element.Type) throws(TorchError) -> UnsafeMutablePointer<Element> {
+        try checkType(type)
         var raw: UnsafeMutableRawPointer?
         try check(ctorch_tensor_data(handle, &raw), "reading tensor memory")
         guard let raw else { throw TorchError.invalidArgument("tensor has no memory") }

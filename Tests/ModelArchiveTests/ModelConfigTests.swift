@@ -179,10 +179,11 @@ import TestFixtures
         }
         let message = ArchiveError.pythonHandler("handler.py").description
         #expect(message.contains("Python handlers are not run by this server"))
-        #expect(message.contains("image_segmenter, text_classifier, image_classifier"))
+        #expect(message.contains("image_segmenter, text_classifier, image_classifier, object_detector"))
     }
 
     @Test func unknownHandlersAreRefused() {
-        #expect(throws: ArchiveError.unknownHandler("object_detector")) { try HandlerKind(handlerName: "object_detector") }
+        #expect(throws: ArchiveError.unknownHandler("image_detector")) { try HandlerKind(handlerName: "image_detector") }
+        #expect(try HandlerKind(handlerName: "object_detector") == .objectDetector, "TorchServe's fourth default handler")
     }
 }
