@@ -238,6 +238,8 @@ struct DescribedModel: Encodable {
     var workers: [Worker]
     var jobQueueStatus: QueueStatus
     var loadTimes: LoadTimes?
+    /// Class index → name from the labels file, when the model has one.
+    var labels: [String: String]?
 
     init(_ description: ModelDescription) {
         let settings = description.settings
@@ -257,6 +259,7 @@ struct DescribedModel: Encodable {
         deviceType = usesGPU ? "gpu" : "cpu"
         deviceIds = Array(Set(description.workers.compactMap(\.gpuIndex))).sorted()
         loadedAtStartup = description.loadedAtStartup
+        labels = description.labels.isEmpty ? nil : Dictionary(uniqueKeysWithValues: description.labels.map { (String($0.key), $0.value) })
         workers = description.workers.map { worker in
             let gpuIndex = worker.gpuIndex
             return Worker(

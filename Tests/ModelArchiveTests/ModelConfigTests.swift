@@ -182,7 +182,7 @@ import TestFixtures
         #expect(message.contains("image_segmenter, text_classifier, image_classifier, object_detector"))
     }
 
-    @Test func unknownHandlersAreRefused() {
+    @Test func unknownHandlersAreRefused() throws {
         #expect(throws: ArchiveError.unknownHandler("image_detector")) { try HandlerKind(handlerName: "image_detector") }
         #expect(try HandlerKind(handlerName: "object_detector") == .objectDetector, "TorchServe's fourth default handler")
     }

@@ -44,6 +44,22 @@ import Testing
         let crane = try #require(named["crane"])
         #expect(crane == max(try #require(plain["2"]), try #require(plain["7"])), "the more probable of the two cranes answers")
         #expect(named["zero"] == plain["0"])
+
+        // Describe shows the names (and nothing for a model without a labels file).
+        #expect(try server.describe(model: "named")[0].labels[7] == "crane")
+        #expect(try server.describe(model: "unnamed")[0].labels.isEmpty)
+    }
+
+    /// The segmenter's answer is a mask of class indices; its archive's labels name them in describe.
+    @Test func segmenterLabelsShowInDescribe() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        try store.addFolderArchive(name: "named_unet", model: "models/unet_tiny.pt", config: TestModelStore.segmenterConfig,
+                                   extraFiles: ["index_to_name.json": "{\"0\": \"road\", \"1\": \"car\"}"])
+        let server = store.makeServer()
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "named_unet", initialWorkers: 0))
+        #expect(try server.describe(model: "named_unet")[0].labels == [0: "road", 1: "car"])
     }
 
     @Test func aLabelsFileTheSpecNamesMustBeThere() async throws {

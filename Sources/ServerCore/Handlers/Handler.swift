@@ -21,6 +21,9 @@ public protocol Handler: Sendable {
 
     /// How the inputs of a batch reach `forward`; `.batched` unless the handler says otherwise.
     var inputForm: ModelInputForm { get }
+
+    /// The class names the handler answers with, when it has a labels file (describe shows them).
+    var classLabels: ClassLabels? { get }
 }
 
 /// How a batch of requests' inputs reach the model's `forward`.
@@ -36,6 +39,8 @@ public enum ModelInputForm: Sendable, Equatable {
 
 extension Handler {
     public var inputForm: ModelInputForm { .batched }
+
+    public var classLabels: ClassLabels? { nil }
 
     /// `preprocess` outside a worker, untimed.
     public func preprocess(_ request: InferenceRequest) throws(ModelServerError) -> PreparedInput {

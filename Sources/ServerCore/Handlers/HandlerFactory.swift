@@ -6,7 +6,8 @@ enum HandlerFactory {
     static func make(_ archive: OpenedArchive, pixelLimit: Int) throws(ModelServerError) -> any Handler {
         switch archive.handlerSpec {
         case .imageSegmenter(let spec):
-            return try SegmentationHandler(spec: spec, pixelLimit: pixelLimit)
+            let labels = try ClassLabels.of(archive, named: spec.labels)
+            return try SegmentationHandler(spec: spec, labels: labels == .indices ? nil : labels, pixelLimit: pixelLimit)
         case .textClassifier(let spec):
             return try TextClassificationHandler(spec: spec, archive: archive)
         case .imageClassifier(let spec):

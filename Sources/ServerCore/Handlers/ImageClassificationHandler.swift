@@ -13,6 +13,7 @@ public struct ImageClassificationHandler: Handler {
     let mean: [Float]
     let std: [Float]
     let probabilities: ClassProbabilities
+    public let classLabels: ClassLabels?
 
     public init(spec: ImageClassifierSpec, labels: ClassLabels, pixelLimit: Int = ImageDecoder.defaultPixelLimit) throws(ModelServerError) {
         guard spec.mean.count == 3, spec.std.count == 3 else {
@@ -23,6 +24,7 @@ public struct ImageClassificationHandler: Handler {
         mean = spec.mean.map { Float($0) }
         std = spec.std.map { Float($0) }
         probabilities = ClassProbabilities(labels: labels)
+        classLabels = labels
     }
 
     public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {

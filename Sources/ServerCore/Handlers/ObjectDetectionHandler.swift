@@ -32,6 +32,8 @@ public struct ObjectDetectionHandler: Handler {
 
     public var inputForm: ModelInputForm { .imageList }
 
+    public var classLabels: ClassLabels? { labels }
+
     public func preprocess(_ request: InferenceRequest, stages: StageClock) throws(ModelServerError) -> PreparedInput {
         let overlay = try Self.wantsOverlay(request)
         let image = try decoder.decodeRequestImage(request, handler: "object_detector")

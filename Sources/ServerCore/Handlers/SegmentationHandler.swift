@@ -27,8 +27,10 @@ public struct SegmentationHandler: Handler {
     let decoder: ImageDecoder
     let mean: [Float]
     let std: [Float]
+    /// The classes' names, for describe; the mask itself holds class indices.
+    public let classLabels: ClassLabels?
 
-    public init(spec: ImageSegmenterSpec, pixelLimit: Int = ImageDecoder.defaultPixelLimit) throws(ModelServerError) {
+    public init(spec: ImageSegmenterSpec, labels: ClassLabels? = nil, pixelLimit: Int = ImageDecoder.defaultPixelLimit) throws(ModelServerError) {
         guard spec.mean.count == 3, spec.std.count == 3 else {
             throw .invalidModel("image_segmenter needs 3 mean and 3 std values, got \(spec.mean.count) and \(spec.std.count)")
         }
@@ -36,6 +38,7 @@ public struct SegmentationHandler: Handler {
             throw .invalidModel("image_segmenter supports resize: bilinear only (PIL's antialiased bilinear, as torchvision's Resize)")
         }
         self.spec = spec
+        classLabels = labels
         decoder = ImageDecoder(pixelLimit: pixelLimit)
         mean = spec.mean.map { Float($0) }
         std = spec.std.map { Float($0) }

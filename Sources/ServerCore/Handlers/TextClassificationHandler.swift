@@ -35,6 +35,8 @@ public struct TextClassificationHandler: Handler {
     let tokenizer: Tokenizer
     let labels: ClassLabels
 
+    public var classLabels: ClassLabels? { labels }
+
     public init(spec: TextClassifierSpec, wordPiece: WordPieceTokenizer, labels: ClassLabels = .indices) throws(ModelServerError) {
         guard spec.tokenizer == .wordpiece else {
             throw .invalidModel("the spec's tokenizer is \(spec.tokenizer.rawValue), but a WordPiece tokenizer was given")

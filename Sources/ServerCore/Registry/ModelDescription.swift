@@ -17,4 +17,6 @@ public struct ModelDescription: Sendable {
     public var loadedAtStartup: Bool
     /// Load, warm-up and first-request times; nil until a worker has loaded.
     public var loadTimings: LoadTimings?
+    /// Class index → name, from the handler's labels file; empty without one.
+    public var labels: [Int: String] = [:]
 }

@@ -20,7 +20,8 @@ extension ModelServer {
                 runtime: version.archive.manifest.runtime, handler: version.archive.handler.rawValue,
                 isDefault: version.version == entry.defaultVersion, settings: version.settings, workers: version.workerInfos,
                 weightBytes: version.weightBytes, queueCapacity: version.queue.capacity,
-                pendingRequests: version.queue.pending, loadedAtStartup: entry.atStartup, loadTimings: version.loadTimings)
+                pendingRequests: version.queue.pending, loadedAtStartup: entry.atStartup, loadTimings: version.loadTimings,
+                labels: version.handler.classLabels?.names ?? [:])
         }
     }
 
