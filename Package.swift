@@ -157,7 +157,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ArchiverTests",
-            dependencies: ["ModelArchive", "TestFixtures"],
+            // ServerCore and ServerTestSupport: converted archives are served by a real ModelServer.
+            dependencies: ["ModelArchive", "TestFixtures", "ServerCore", "ServerTestSupport"],
             swiftSettings: swiftSettings
         ),
         // What the server test targets share: a model store on disk, polling, masks, a quiet logger.
