@@ -159,6 +159,10 @@ extension EagerConversion {
                 inputs.append(torch.zeros(shape, dtype=torch.long))
             elif kind == "offsets":
                 inputs.append(torch.zeros([1], dtype=torch.long))
+            elif kind == "imageList":
+                channels, height, width = shape
+                inputs.append([torch.rand([channels, height, width]),
+                               torch.rand([channels, max(1, height * 3 // 4), max(1, width * 2 // 3)])])
             else:
                 raise Failure("job", detail=f"unknown input kind {kind!r}")
         return inputs
@@ -168,11 +172,12 @@ extension EagerConversion {
         """module(*inputs) without gradients, on copies (an in-place first layer must not change the inputs)."""
         import torch
         with torch.no_grad():
-            return module(*[tensor.clone() for tensor in inputs])
+            return module(*[[t.clone() for t in item] if isinstance(item, list) else item.clone() for item in inputs])
 
 
     def shapes(tensors):
-        return [list(t.shape) for t in tensors]
+        """Each tensor's shape; the images of a list argument one after another."""
+        return [list(t.shape) for item in tensors for t in (item if isinstance(item, list) else [item])]
 
 
     def difference(want, got, torch):

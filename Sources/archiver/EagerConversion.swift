@@ -33,6 +33,9 @@ struct EagerConversion {
             case ones, zeros
             /// `[0]`: one text starting at 0 in the flat `tokens`.
             case offsets
+            /// One argument, a list of 0…1 images `[3, H, W]` of different sizes (torchvision's
+            /// detection models); `shape` is the first image's, the second is smaller.
+            case imageList
         }
 
         var name: String
@@ -51,6 +54,16 @@ struct EagerConversion {
         if case .imageSegmenter(let image) = spec {
             let size = image.inputSize ?? ImageSize(height: 224, width: 224)
             return [ModelInput(name: "image", kind: .float, shape: exampleShape ?? [1, 3, size.height, size.width])]
+        }
+        if case .objectDetector = spec {
+            // One image's [3, H, W] (a leading batch dimension of 1 is dropped): detectors take a list.
+            var shape = exampleShape ?? [3, 224, 224]
+            if shape.count == 4, shape[0] == 1 { shape.removeFirst() }
+            guard shape.count == 3 else {
+                throw ConversionError.invalidExampleInput(shape.map(String.init).joined(separator: ","),
+                                                          reason: "object_detector models take images [3, H, W]")
+            }
+            return [ModelInput(name: "images", kind: .imageList, shape: shape)]
         }
         guard let exampleShape else { throw ConversionError.exampleInputNeeded(handler: spec.kind.rawValue) }
         guard case .textClassifier(let text) = spec else {

@@ -328,6 +328,65 @@ import Testing
         #expect(Double(agreeing) / Double(pixels) >= 0.99, "\(agreeing) of \(pixels) pixels agree with the eager model")
     }
 
+    /// TorchServe's examples/object_detector/fast-rcnn as an eager .mar (a FasterRCNN subclass,
+    /// handler "object_detector"): converted with torch.jit.script on a list of two images of
+    /// different sizes; served by the built-in object_detector, it answers the eager model's boxes.
+    @Test(.enabled(if: EagerConversionTests.canConvert))
+    func aFasterRCNNArchiveConvertsAndServesTheEagerModelsBoxes() async throws {
+        let folder = try workspace()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let eager = try makeEagerFixtures(in: folder)
+        let python = try #require(Self.python)
+        try write("minWorkers: 1\nhandler:\n  kind: object_detector\n  threshold: 0.05\n  maxDetections: 10\n",
+                  to: "model-config.yaml", in: folder)
+        let run = try archiver(["convert", "eager/fastrcnn.mar", "--config-file", "model-config.yaml",
+                                "--export-path", "out", "--python", python.path], in: folder)
+        try #require(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("Model class FRCNNObjectDetector from model.py"), "\(run.output)")
+        #expect(run.output.contains("Exported with torch.jit.script"), "\(run.output)")
+
+        // The eager model in Python on the decoded sample scene (uint8 → 0…1), as TorchServe's handler feeds it.
+        let scene = Self.repository.appendingPathComponent("model_store/samples/scene_0.png")
+        let program = """
+            import importlib.util, json, os, sys, torch
+            import numpy as np
+            from PIL import Image
+            path, weights, image = sys.argv[1:4]
+            spec = importlib.util.spec_from_file_location("eager_model", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            model = module.FRCNNObjectDetector()
+            model.load_state_dict(torch.load(weights, map_location="cpu"))
+            model.eval()
+            x = torch.from_numpy(np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+            with torch.no_grad():
+                found = model([x])[0]
+            keep = [i for i in range(len(found["scores"])) if float(found["scores"][i]) >= 0.05][:10]
+            print(json.dumps([[int(found["labels"][i])] + found["boxes"][i].tolist() + [float(found["scores"][i])] for i in keep]))
+            """
+        let eagerRun = try Self.execute(python, ["-c", program, eager.appendingPathComponent("fastrcnn/model.py").path,
+                                                 eager.appendingPathComponent("fastrcnn/model.pth").path, scene.path],
+                                        in: FileManager.default.temporaryDirectory)
+        try #require(eagerRun.status == 0, "\(eagerRun.output)")
+        let line = try #require(eagerRun.output.split(separator: "\n").last)
+        let expected = try JSONDecoder().decode([[Double]].self, from: Data(line.utf8))
+        try #require(!expected.isEmpty, "the random detector finds something at threshold 0.05")
+
+        let server = server(store: folder.appendingPathComponent("out"))
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "fastrcnn.mar"))
+        let response = try await server.predict(model: "fastrcnn", request: InferenceRequest(body: [UInt8](try Data(contentsOf: scene))))
+        let served = try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: Any]])
+        try #require(served.count == expected.count, "\(served) vs \(expected)")
+        let names = ["__background__", "car", "person"]
+        for (answer, want) in zip(served, expected) {
+            let name = names[Int(want[0])]
+            let box = try #require(answer[name] as? [Double], "\(answer) should be a \(name)")
+            #expect(zip(box, want[1...4]).allSatisfy { abs($0 - $1) <= 1e-3 }, "\(box) vs \(want)")
+            #expect(abs((answer["score"] as? Double ?? -1) - want[5]) <= 1e-5)
+        }
+    }
+
     /// Each way a conversion fails in Python comes back as its own message, naming the cause.
     @Test(.enabled(if: EagerConversionTests.canConvert))
     func conversionFailuresNameTheirCause() throws {
