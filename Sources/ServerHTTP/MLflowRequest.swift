@@ -192,9 +192,8 @@ enum MLflowRequest {
         try checkColumns(names)
         let lengths = Set(names.compactMap { (columns[$0] as? [Any])?.count })
         guard lengths.count <= 1 else {
-            // MLflow checks `instances` as it reads them; `inputs` fail its schema enforcement.
-            let message = "The length of values for each input/column name are not the same (\(lengths.sorted()))."
-            throw field == "instances" ? .badRequest(message) : .invalidValue(message)
+            // MLflow's schema enforcement refuses them (its own length check sees only the signature's columns).
+            throw .invalidValue("The length of values for each input/column name are not the same (\(lengths.sorted())).")
         }
         let count = lengths.first ?? 1
         var rows = [[String: MLflowCell]](repeating: [:], count: count)

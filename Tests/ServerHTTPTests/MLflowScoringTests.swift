@@ -216,7 +216,6 @@ import Testing
                 ("split column named twice", "{\"dataframe_split\": {\"columns\": [\"text\", \"text\"], \"data\": [[\"a\", \"b\"]]}}"),
                 ("records as an object", "{\"dataframe_records\": {\"text\": \"a\"}}"),
                 ("a record that is not an object", "{\"dataframe_records\": [{\"text\": \"a\"}, \"b\"]}"),
-                ("columns of different lengths", "{\"instances\": {\"text\": [\"a\", \"b\"], \"id\": [1]}}"),
                 ("records mixed with values", "{\"instances\": [{\"text\": \"a\"}, \"b\"]}"),
                 ("more rows than the queue holds", "{\"instances\": \(Array(repeating: "\"a\"", count: Self.queueSize + 1))}"),
             ]
@@ -233,6 +232,7 @@ import Testing
                 ("nested lists", "{\"instances\": [[\"a\"]]}", ["row 0"]),
                 ("a bare string", "{\"inputs\": \"\(text)\"}", ["inputs"]),
                 ("inputs columns of different lengths", "{\"inputs\": {\"text\": [\"a\", \"b\"], \"id\": [1]}}", ["length"]),
+                ("instances columns of different lengths", "{\"instances\": {\"text\": [\"a\", \"b\"], \"id\": [1]}}", ["length"]),
             ]
             for (form, body, mentions) in invalid {
                 try await Self.expectError(client, body: ByteBuffer(string: body), status: .badRequest, code: "INVALID_PARAMETER_VALUE",
