@@ -27,10 +27,12 @@ struct DetectionOverlay {
                 fill(&pixels, width: width, height: height, x: x2 - thickness, y: y1, w: 1, h: y2 - y1 + 1, colour: colour)
             }
             let text = "\(labels.name(ofClass: detection.label)) \(Int((detection.score * 100).rounded()))%"
-            let tabHeight = LabelFont.cellHeight
+            let (tabWidth, tabHeight) = (LabelFont.width(of: text) + 2, LabelFont.cellHeight)
             let tabTop = y1 >= tabHeight ? y1 - tabHeight : y1
-            fill(&pixels, width: width, height: height, x: x1, y: tabTop, w: LabelFont.width(of: text) + 2, h: tabHeight, colour: colour)
-            LabelFont.draw(text, x: x1 + 1, y: tabTop, colour: Self.textColour(on: colour), into: &pixels, width: width, height: height)
+            // Moved left as far as needed to stay inside the image (as far as the image is wide).
+            let tabLeft = max(0, min(x1, width - tabWidth))
+            fill(&pixels, width: width, height: height, x: tabLeft, y: tabTop, w: tabWidth, h: tabHeight, colour: colour)
+            LabelFont.draw(text, x: tabLeft + 1, y: tabTop, colour: Self.textColour(on: colour), into: &pixels, width: width, height: height)
         }
         return try Image(width: width, height: height, format: .rgb8, pixels: pixels)
     }
