@@ -4,6 +4,7 @@
 #   unet.mar      scripts/samples/train_unet.py             (synthetic street scenes, 8 classes)
 #   fortunes.mar  scripts/samples/train_text_classifier.py  (Debian fortunes, 6 categories)
 #   scenes.mar    scripts/samples/train_image_classifier.py (dominant object in the same scenes)
+#   detector.mar  scripts/samples/train_detector.py         (cars and people in the same scenes, boxes)
 # The committed archives were made by this script; serving and tests never run it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +21,11 @@ BUILD=scripts/samples/build
 /usr/bin/python3 scripts/samples/train_image_classifier.py
 (cd "$BUILD/scenes" && "../../../../$ARCHIVER" --model-name scenes --version 1.0 --serialized-file scenes.pt \
     --handler image_classifier --config-file model-config.yaml --extra-files index_to_name.json \
+    --export-path ../../../../model_store -f)
+
+/usr/bin/python3 scripts/samples/train_detector.py
+(cd "$BUILD/detector" && "../../../../$ARCHIVER" --model-name detector --version 1.0 --serialized-file detector.pt \
+    --handler object_detector --config-file model-config.yaml --extra-files index_to_name.json \
     --export-path ../../../../model_store -f)
 
 /usr/bin/python3 scripts/samples/train_text_classifier.py --encoder small
