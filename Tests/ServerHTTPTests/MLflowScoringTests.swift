@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Prometheus
 import ServerCore
 import ServerHTTP
 import ServerTestSupport
@@ -19,12 +20,13 @@ import Testing
     static let queueSize = 8
 
     /// `fortunes` and `scenes` registered; `/invocations` runs `fortunes` unless `model_name` says otherwise.
-    func withServer(_ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    func withServer(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                    _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("mlflow-\(UUID().uuidString)", isDirectory: true)
         defer { try? FileManager.default.removeItem(at: work) }
         var configuration = ServerConfiguration(modelStore: Self.modelStore, workDirectory: work)
         configuration.jobQueueSize = Self.queueSize
-        let server = ModelServer(configuration: configuration, logger: quietLogger)
+        let server = ModelServer(configuration: configuration, logger: quietLogger, metricsFactory: HTTPServer.metricsFactory(registry: registry))
         defer { server.shutdown() }
         for archive in ["fortunes.mar", "scenes.mar"] { try await server.register(RegistrationOptions(url: archive)) }
         let app = HTTPServer.inferenceApplication(server: server, host: "127.0.0.1", port: 0, invocationsModel: "fortunes",
@@ -277,6 +279,38 @@ import Testing
             // Base64 of something that is no image: the handler's 415 on /predictions, a 400 here.
             try await Self.expectError(client, uri, body: try Self.json(["instances": [Data("not an image".utf8).base64EncodedString()]]),
                                        status: .badRequest, code: "BAD_REQUEST", mentions: ["row 0"], "not an image")
+        }
+    }
+
+    @Test func aRequestCountsOnceAndEachRowHasTheDeadline() async throws {
+        let registry = PrometheusCollectorRegistry()
+        try await withServer(registry: registry) { client in
+            try await client.execute(uri: "/invocations", method: .post, headers: [.contentType: "application/json"],
+                                     body: try Self.json(["instances": Self.texts])) { response in
+                #expect(response.status == .ok)
+            }
+            try await Self.expectError(client, body: try Self.json(["dataframe_records": [["txt": "a"]]]), status: .badRequest,
+                                       code: "INVALID_PARAMETER_VALUE", "no text column")
+            // fortunes waits up to 10 ms for a batch: 1 ms passes while the row is queued.
+            try await client.execute(uri: "/invocations", method: .post,
+                                     headers: [.contentType: "application/json", HTTPField.Name("X-Request-Timeout-Ms")!: "1"],
+                                     body: try Self.json(["instances": [Self.texts[0]]])) { response in
+                #expect(response.status == .gatewayTimeout)
+                #expect(Self.object(response.body)["error_code"] as? String == "DEADLINE_EXCEEDED")
+                #expect((Self.object(response.body)["message"] as? String)?.hasPrefix("row 0: ") == true)
+            }
+            try await client.execute(uri: "/invocations", method: .post,
+                                     headers: [.contentType: "application/json", HTTPField.Name("X-Request-Timeout-Ms")!: "soon"],
+                                     body: try Self.json(["instances": Self.texts])) { response in
+                #expect(response.status == .badRequest)
+                #expect(Self.object(response.body)["error_code"] as? String == "BAD_REQUEST")
+                #expect((Self.object(response.body)["message"] as? String)?.contains("X-Request-Timeout-Ms") == true)
+            }
+        }
+        let text = registry.emitToString()
+        let model = "model_name=\"fortunes\",model_version=\"1.0\""
+        for code in [200, 400, 504] {
+            #expect(text.contains("ts_inference_responses_total{\(model),code=\"\(code)\"} 1"), "\(code)")
         }
     }
 
