@@ -105,7 +105,7 @@ async def drive(R, url, key):
             R.check(f"is_model_ready({model}) is True", ready is True, repr(ready))
         async with httpx.AsyncClient() as plain:
             listed = (await plain.get(f"{url}/v1/models", headers=headers)).json()
-        R.check("GET /v1/models lists the three samples", sorted(listed.get("models", [])) == sorted(MODELS), short(listed))
+        R.check("GET /v1/models lists the samples", set(MODELS) <= set(listed.get("models", [])), short(listed))
 
         # 2. predictions against /predictions
         for model, images in (("unet", ["scene_0.png", "scene_1.png", "scene_0.jpg"]),
