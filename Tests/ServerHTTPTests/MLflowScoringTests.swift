@@ -314,6 +314,46 @@ import Testing
         }
     }
 
+    /// Bodies made to hurt the parsers are refused with a 400 (or read), never crash or hang the server.
+    @Test func hostileBodiesAreRefused() async throws {
+        try await withServer { client in
+            let wide = (0..<2000).map { "c\($0)" }
+            let hostile: [(String, String, ByteBuffer)] = [
+                ("2000 CSV columns", "text/csv", ByteBuffer(string: wide.joined(separator: ",") + "\n")),
+                ("2000 fields in a CSV record", "text/csv", ByteBuffer(string: "text\n" + String(repeating: ",", count: 2000) + "\n")),
+                ("10000 CSV rows", "text/csv", ByteBuffer(string: "text\n" + String(repeating: "a\n", count: 10_000))),
+                ("2000 JSON columns", "application/json", try Self.json(["inputs": Dictionary(uniqueKeysWithValues: wide.map { ($0, "a") })])),
+                ("records with 2000 keys", "application/json",
+                 try Self.json(["dataframe_records": wide.map { [$0: "a"] }])),
+                ("lists nested 100000 deep", "application/json",
+                 ByteBuffer(string: "{\"inputs\": " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}")),
+                ("10000 rows", "application/json", try Self.json(["instances": Array(repeating: "a", count: 10_000)])),
+            ]
+            for (form, contentType, body) in hostile {
+                try await client.execute(uri: "/invocations", method: .post, headers: [.contentType: contentType], body: body) { response in
+                    #expect(response.status == .badRequest, "\(form): \(String(buffer: response.body).prefix(200))")
+                    #expect(Self.object(response.body)["error_code"] is String, "\(form)")
+                }
+            }
+            // Random bytes as CSV and as JSON: read or refused, nothing else.
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            let alphabet = Array("text,\"\r\n ab\u{00e9}{}[]:".utf8) + [0xFF, 0xC3]
+            for round in 0..<200 {
+                var bytes: [UInt8] = []
+                for _ in 0..<(round % 60) {
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    bytes.append(alphabet[Int(state >> 33) % alphabet.count])
+                }
+                let contentType = round.isMultiple(of: 2) ? "text/csv" : "application/json"
+                try await client.execute(uri: "/invocations", method: .post, headers: [.contentType: contentType],
+                                         body: ByteBuffer(bytes: bytes)) { response in
+                    #expect([.ok, .badRequest].contains(response.status), "\(contentType) \(bytes): \(String(buffer: response.body).prefix(200))")
+                }
+            }
+            try await client.execute(uri: "/ping", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
     // MARK: What stays as it was
 
     @Test func otherBodiesAndPredictionsKeepTheirForms() async throws {
