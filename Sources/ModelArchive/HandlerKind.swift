@@ -8,6 +8,8 @@ public enum HandlerKind: String, CaseIterable, Sendable, Codable, CustomStringCo
     case imageClassifier = "image_classifier"
     /// Image in, boxes with class names and scores out (torchvision's detection models).
     case objectDetector = "object_detector"
+    /// A question and a context in, the answer span of the context out (BERT-style extractive QA).
+    case questionAnswering = "question_answering"
 
     /// The handler a manifest or `--handler` names.
     ///
@@ -30,7 +32,7 @@ public enum HandlerKind: String, CaseIterable, Sendable, Codable, CustomStringCo
 
     public var description: String { rawValue }
 
-    /// `image_segmenter, text_classifier, image_classifier, object_detector`, for messages.
+    /// `image_segmenter, text_classifier, image_classifier, object_detector, question_answering`, for messages.
     public static var builtInList: String {
         allCases.map(\.rawValue).joined(separator: ", ")
     }

@@ -8,6 +8,7 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
     case textClassifier(TextClassifierSpec)
     case imageClassifier(ImageClassifierSpec)
     case objectDetector(ObjectDetectorSpec)
+    case questionAnswering(QuestionAnsweringSpec)
 
     public var kind: HandlerKind {
         switch self {
@@ -15,6 +16,7 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
         case .textClassifier: return .textClassifier
         case .imageClassifier: return .imageClassifier
         case .objectDetector: return .objectDetector
+        case .questionAnswering: return .questionAnswering
         }
     }
 
@@ -25,6 +27,7 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
         case .textClassifier: return .textClassifier(TextClassifierSpec())
         case .imageClassifier: return .imageClassifier(ImageClassifierSpec())
         case .objectDetector: return .objectDetector(ObjectDetectorSpec())
+        case .questionAnswering: return .questionAnswering(QuestionAnsweringSpec())
         }
     }
 
@@ -39,6 +42,8 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
             return spec.labels.map { [("handler.labels", $0)] } ?? []
         case .objectDetector(let spec):
             return spec.labels.map { [("handler.labels", $0)] } ?? []
+        case .questionAnswering(let spec):
+            return [("handler.vocab", spec.vocab)]
         }
     }
 
@@ -117,6 +122,10 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
             fields.reportUnknownKeys(known: ObjectDetectorSpec.keys, asErrors: true,
                                      expected: keyList(ObjectDetectorSpec.keys, kind))
             return .objectDetector(ObjectDetectorSpec(fields))
+        case .questionAnswering:
+            fields.reportUnknownKeys(known: QuestionAnsweringSpec.keys, asErrors: true,
+                                     expected: keyList(QuestionAnsweringSpec.keys, kind))
+            return .questionAnswering(QuestionAnsweringSpec(fields))
         }
     }
 
@@ -158,6 +167,15 @@ extension HandlerSpec {
             lines.append("threshold: \(spec.threshold)")
             lines.append("maxDetections: \(spec.maxDetections)")
             lines.append("labels: " + (spec.labels ?? "null"))
+        case .questionAnswering(let spec):
+            lines.append("vocab: \(spec.vocab)")
+            lines.append("lowercase: \(spec.lowercase)")
+            lines.append("stripAccents: \(spec.stripAccents)")
+            lines.append("maxLength: \(spec.maxLength)")
+            lines.append("docStride: \(spec.docStride)")
+            lines.append("maxAnswerLength: \(spec.maxAnswerLength)")
+            lines.append("decoding: \(spec.decoding.rawValue)")
+            lines.append("modelInputs: \(list(spec.modelInputs.map(\.rawValue)))")
         }
         return lines.joined(separator: "\n") + "\n"
     }

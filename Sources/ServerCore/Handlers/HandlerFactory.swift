@@ -14,6 +14,8 @@ enum HandlerFactory {
             return try ImageClassificationHandler(spec: spec, labels: ClassLabels.of(archive, named: spec.labels), pixelLimit: pixelLimit)
         case .objectDetector(let spec):
             return ObjectDetectionHandler(spec: spec, labels: try ClassLabels.of(archive, named: spec.labels), pixelLimit: pixelLimit)
+        case .questionAnswering(let spec):
+            return try QuestionAnsweringHandler(spec: spec, archive: archive)
         }
     }
 }

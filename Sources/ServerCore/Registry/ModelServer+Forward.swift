@@ -19,7 +19,7 @@ public struct ModelSignature: Sendable, Equatable {
     public enum HandlerInput: Sendable, Equatable {
         /// An encoded image (PNG or JPEG).
         case image
-        /// UTF-8 text.
+        /// UTF-8 text (for `question_answering`, a JSON object of question and context).
         case text
 
         /// Whether `bytes` start as an image a handler decodes does (PNG or JPEG).
@@ -87,7 +87,7 @@ extension ModelServer {
     public func signature(model: String, version: String? = nil) throws(ModelServerError) -> ModelSignature {
         let target = try resolve(model: model, version: version)
         let (inputs, outputs) = Self.signature(of: target.archive.handlerSpec)
-        let handlerInput: ModelSignature.HandlerInput = target.archive.handler == .textClassifier ? .text : .image
+        let handlerInput: ModelSignature.HandlerInput = [.textClassifier, .questionAnswering].contains(target.archive.handler) ? .text : .image
         return ModelSignature(version: target.version, handlerInput: handlerInput, inputs: inputs, outputs: outputs)
     }
 
@@ -115,6 +115,11 @@ extension ModelServer {
             return ([Spec(key: .index(0), dtype: .float32, shape: [3, -1, -1])],
                     [Spec(key: .name("boxes"), dtype: .float32, shape: [-1, 4]), Spec(key: .name("labels"), dtype: .int64, shape: [-1]),
                      Spec(key: .name("scores"), dtype: .float32, shape: [-1])])
+        case .questionAnswering(let spec):
+            // One row per window of a question's context.
+            let inputs = spec.modelInputs.map { Spec(key: .name($0.rawValue), dtype: .int64, shape: [-1, spec.maxLength]) }
+            return (inputs, [Spec(key: .index(0), dtype: .float32, shape: [-1, spec.maxLength]),
+                             Spec(key: .index(1), dtype: .float32, shape: [-1, spec.maxLength])])
         }
     }
 

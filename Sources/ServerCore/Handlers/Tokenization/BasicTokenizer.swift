@@ -33,32 +33,39 @@ public struct BasicTokenizer: Sendable, Equatable {
 
     /// Steps 1–4: the normalized scalars of `scalars`.
     func normalized(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        var cleaned: [Unicode.Scalar] = []
+        normalizedWithOrigins(scalars[...]).scalars
+    }
+
+    /// Steps 1–4, remembering where each normalized scalar comes from, as HuggingFace's
+    /// `NormalizedString` aligns it: a scalar kept, decomposed or lower-cased, and the spaces put
+    /// around a CJK ideograph, all belong to the scalar of the input they were made from.
+    func normalizedWithOrigins(_ scalars: ArraySlice<Unicode.Scalar>) -> NormalizedScalars {
+        var cleaned = NormalizedScalars()
         cleaned.reserveCapacity(scalars.count)
         var needsDecomposition = false
-        for scalar in scalars {
+        for (origin, scalar) in zip(scalars.indices, scalars) {
             let value = scalar.value
             if value < 0x80 {
                 if value == 0x20 || value == 0x09 || value == 0x0A || value == 0x0D {
-                    cleaned.append(" ")
+                    cleaned.append(" ", from: origin)
                 } else if value >= 0x21 && value != 0x7F {
-                    cleaned.append(scalar)
+                    cleaned.append(scalar, from: origin)
                 }
                 continue
             }
             if value == 0xFFFD || BertCharacterTables.control.contains(value) { continue }
             if BertCharacterTables.whitespace.contains(value) {
-                cleaned.append(" ")
+                cleaned.append(" ", from: origin)
             } else if Self.isCJKIdeograph(value) {
                 // CJK compatibility ideographs decompose to unified ones.
                 needsDecomposition = needsDecomposition || value >= 0xF900
-                cleaned.append(" ")
-                cleaned.append(scalar)
-                cleaned.append(" ")
+                cleaned.append(" ", from: origin)
+                cleaned.append(scalar, from: origin)
+                cleaned.append(" ", from: origin)
             } else {
                 // Below U+00C0 nothing has a canonical decomposition.
                 needsDecomposition = needsDecomposition || value >= 0xC0
-                cleaned.append(scalar)
+                cleaned.append(scalar, from: origin)
             }
         }
         if stripAccents {
@@ -66,14 +73,14 @@ public struct BasicTokenizer: Sendable, Equatable {
             cleaned.removeAll { $0.value >= 0x300 && BertCharacterTables.nonspacingMarks.contains($0.value) }
         }
         guard lowercase else { return cleaned }
-        var lowered: [Unicode.Scalar] = []
+        var lowered = NormalizedScalars()
         lowered.reserveCapacity(cleaned.count)
-        for scalar in cleaned {
+        for (scalar, origin) in zip(cleaned.scalars, cleaned.origins) {
             let value = scalar.value
             if value < 0x80 {
-                lowered.append(value >= 0x41 && value <= 0x5A ? Unicode.Scalar(UInt8(value + 0x20)) : scalar)
+                lowered.append(value >= 0x41 && value <= 0x5A ? Unicode.Scalar(UInt8(value + 0x20)) : scalar, from: origin)
             } else {
-                lowered.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+                for lower in scalar.properties.lowercaseMapping.unicodeScalars { lowered.append(lower, from: origin) }
             }
         }
         return lowered
@@ -106,24 +113,24 @@ public struct BasicTokenizer: Sendable, Equatable {
             || (0xF900...0xFAFF).contains(value) || (0x2F800...0x2FA1F).contains(value)
     }
 
-    /// NFD of `scalars` (Swift strings keep scalars as given), except that the few code points whose
-    /// decomposition HuggingFace's tables lack stay as they are. Those are starters, so the text is
-    /// decomposed in pieces around them.
-    static func canonicalDecomposition(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        func decomposed(_ piece: ArraySlice<Unicode.Scalar>) -> [Unicode.Scalar] {
-            var string = String()
-            string.unicodeScalars.append(contentsOf: piece)
-            return Array(string.decomposedStringWithCanonicalMapping.unicodeScalars)
+    /// NFD of `text` (Swift strings keep scalars as given): each scalar's full canonical
+    /// decomposition, then combining marks put in canonical order (a stable sort of each run of
+    /// non-starters by combining class), each piece keeping its scalar's origin. The few code points
+    /// whose decomposition HuggingFace's tables lack stay as they are.
+    static func canonicalDecomposition(_ text: NormalizedScalars) -> NormalizedScalars {
+        var result = NormalizedScalars()
+        result.reserveCapacity(text.count + text.count / 4)
+        for (scalar, origin) in zip(text.scalars, text.origins) {
+            // Nothing below U+00C0 or in U+3400–U+9FFF (CJK, Yijing) decomposes.
+            if scalar.value < 0xC0 || (0x3400...0x9FFF).contains(scalar.value) || BertCharacterTables.undecomposed.contains(scalar) {
+                result.append(scalar, from: origin)
+            } else {
+                for piece in String(scalar).decomposedStringWithCanonicalMapping.unicodeScalars {
+                    result.append(piece, from: origin)
+                }
+            }
         }
-        var result: [Unicode.Scalar] = []
-        result.reserveCapacity(scalars.count + scalars.count / 4)
-        var start = scalars.startIndex
-        for index in scalars.indices where BertCharacterTables.undecomposed.contains(scalars[index]) {
-            result += decomposed(scalars[start..<index])
-            result.append(scalars[index])
-            start = index + 1
-        }
-        result += decomposed(scalars[start...])
+        result.orderCombiningMarks()
         return result
     }
 }

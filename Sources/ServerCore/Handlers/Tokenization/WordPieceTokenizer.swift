@@ -10,7 +10,10 @@ import Foundation
 ///   scalars, or one with a part no piece matches, becomes `[UNK]`;
 /// - the result is `[CLS] pieces… [SEP]`, pieces cut so the whole is at most `maxLength` long.
 ///
-/// Vocabulary entries are compared byte for byte (UTF-8), not by Swift's canonical string equality.
+/// `tokens(in:)` gives each token with the stretch of the original text it covers and its word, as
+/// HuggingFace's offsets mapping and word ids do; `decode(_:)` joins pieces back as its WordPiece
+/// decoder does. Vocabulary entries are compared byte for byte (UTF-8), not by Swift's canonical
+/// string equality.
 public struct WordPieceTokenizer: Sendable {
     public static let maxCharactersPerWord = 100
     public static let continuationPrefix = "##"
@@ -18,6 +21,8 @@ public struct WordPieceTokenizer: Sendable {
     public let basic: BasicTokenizer
     /// Token (UTF-8 bytes) → id.
     private let vocabulary: [[UInt8]: Int64]
+    /// Id → token: the vocabulary in id order.
+    private let tokenStrings: [String]
     public let vocabularySize: Int
     public let unknownID: Int64
     public let classifierID: Int64
@@ -40,6 +45,7 @@ public struct WordPieceTokenizer: Sendable {
             throw .invalidModel("the WordPiece vocabulary lacks one of [UNK], [CLS], [SEP]")
         }
         self.vocabulary = vocabulary
+        self.tokenStrings = tokens
         self.vocabularySize = tokens.count
         self.basic = BasicTokenizer(lowercase: lowercase, stripAccents: stripAccents)
         self.unknownID = unknown
@@ -81,11 +87,9 @@ public struct WordPieceTokenizer: Sendable {
         let budget = max(maxLength, 2) - 2
         var ids: [Int64] = [classifierID]
         ids.reserveCapacity(min(budget, 512) + 2)
-        var pieces = 0
-        forEachPieceID(in: text) { id in
-            guard pieces < budget else { return false }
-            ids.append(id)
-            pieces += 1
+        forEachToken(in: text) { token in
+            guard ids.count - 1 < budget else { return false }
+            ids.append(token.id)
             return true
         }
         ids.append(separatorID)
@@ -95,36 +99,77 @@ public struct WordPieceTokenizer: Sendable {
     /// The piece ids of `text`, without `[CLS]`, `[SEP]` or truncation.
     public func pieceIDs(_ text: String) -> [Int64] {
         var ids: [Int64] = []
-        forEachPieceID(in: text) { ids.append($0); return true }
+        forEachToken(in: text) { ids.append($0.id); return true }
         return ids
     }
 
-    /// Calls `body` with each piece id in order until it returns false.
-    private func forEachPieceID(in text: String, _ body: (Int64) -> Bool) {
+    /// The tokens of `text` with their offsets and words, without `[CLS]`, `[SEP]` or truncation.
+    public func tokens(in text: String) -> [WordPieceToken] {
+        var tokens: [WordPieceToken] = []
+        forEachToken(in: text) { tokens.append($0); return true }
+        return tokens
+    }
+
+    /// The vocabulary's token of `id` (line `id` of `vocab.txt`), or nil outside the vocabulary.
+    public func token(of id: Int64) -> String? {
+        tokenStrings.indices.contains(Int(id)) ? tokenStrings[Int(id)] : nil
+    }
+
+    /// The text of `ids` as HuggingFace's WordPiece decoder gives it (`convert_tokens_to_string` of a
+    /// fast BERT tokenizer): each token after the first loses its `##` or gains a leading space, and
+    /// then a space before `.`, `?`, `!` or `,` alone is dropped (its clean-up works token by token).
+    /// Special tokens are kept; ids outside the vocabulary are left out.
+    public func decode(_ ids: [Int64]) -> String {
+        var text = ""
+        for (index, id) in ids.enumerated() {
+            guard var token = token(of: id) else { continue }
+            if index > 0 {
+                if token.hasPrefix(Self.continuationPrefix) {
+                    token.removeFirst(Self.continuationPrefix.count)
+                } else {
+                    token = " " + token
+                }
+            }
+            if token == " ." || token == " ?" || token == " !" || token == " ," { token.removeFirst() }
+            text += token
+        }
+        return text
+    }
+
+    /// Calls `body` with each token in order until it returns false. Words are numbered from 0 in
+    /// order; a special token written in the text is a word of its own.
+    private func forEachToken(in text: String, _ body: (WordPieceToken) -> Bool) {
         let scalars = Array(text.unicodeScalars)
         var segmentStart = 0
         var index = 0
+        var word = 0
         while index < scalars.count {
             if scalars[index] == "[", let special = specialToken(in: scalars, at: index) {
-                guard pieceIDs(of: scalars[segmentStart..<index], body) else { return }
-                guard body(special.id) else { return }
+                guard tokens(of: scalars[segmentStart..<index], word: &word, body) else { return }
+                guard body(WordPieceToken(id: special.id, start: index, end: index + special.length, word: word)) else { return }
+                word += 1
                 index += special.length
                 segmentStart = index
             } else {
                 index += 1
             }
         }
-        _ = pieceIDs(of: scalars[segmentStart...], body)
+        _ = tokens(of: scalars[segmentStart...], word: &word, body)
     }
 
     /// Tokenizes one stretch of text without special tokens; false when `body` asked to stop.
-    private func pieceIDs(of segment: ArraySlice<Unicode.Scalar>, _ body: (Int64) -> Bool) -> Bool {
+    private func tokens(of segment: ArraySlice<Unicode.Scalar>, word: inout Int, _ body: (WordPieceToken) -> Bool) -> Bool {
         guard !segment.isEmpty else { return true }
-        let normalized = basic.normalized(Array(segment))
-        for word in basic.split(normalized) {
-            for id in wordPieces(word) {
-                guard body(id) else { return false }
+        let normalized = basic.normalizedWithOrigins(segment)
+        let origins = normalized.origins
+        for piecesOfWord in basic.split(normalized.scalars) {
+            let first = piecesOfWord.startIndex
+            for piece in wordPieces(piecesOfWord) {
+                let token = WordPieceToken(id: piece.id, start: origins[first + piece.scalars.lowerBound],
+                                           end: origins[first + piece.scalars.upperBound - 1] + 1, word: word)
+                guard body(token) else { return false }
             }
+            word += 1
         }
         return true
     }
@@ -138,9 +183,11 @@ public struct WordPieceTokenizer: Sendable {
         return nil
     }
 
-    /// Greedy longest-match-first WordPiece of one word.
-    func wordPieces(_ word: ArraySlice<Unicode.Scalar>) -> [Int64] {
-        guard word.count <= Self.maxCharactersPerWord else { return [unknownID] }
+    /// Greedy longest-match-first WordPiece of one word: each piece's id and the scalars of the word
+    /// it covers; `[UNK]` covers the whole word.
+    func wordPieces(_ word: ArraySlice<Unicode.Scalar>) -> [(id: Int64, scalars: Range<Int>)] {
+        let count = word.count
+        guard count <= Self.maxCharactersPerWord else { return [(unknownID, 0..<count)] }
         // UTF-8 offset of each scalar boundary.
         var bytes: [UInt8] = []
         var offsets: [Int] = [0]
@@ -149,9 +196,8 @@ public struct WordPieceTokenizer: Sendable {
             offsets.append(bytes.count)
         }
         let prefix = Array(Self.continuationPrefix.utf8)
-        var ids: [Int64] = []
+        var pieces: [(id: Int64, scalars: Range<Int>)] = []
         var start = 0
-        let count = word.count
         while start < count {
             var end = count
             var found: Int64?
@@ -164,10 +210,10 @@ public struct WordPieceTokenizer: Sendable {
                 }
                 end -= 1
             }
-            guard let id = found else { return [unknownID] }
-            ids.append(id)
+            guard let id = found else { return [(unknownID, 0..<count)] }
+            pieces.append((id, start..<end))
             start = end
         }
-        return ids
+        return pieces
     }
 }
