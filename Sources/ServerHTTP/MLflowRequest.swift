@@ -1,15 +1,17 @@
 import Foundation
 import ModelArchive
+import ServerCore
 
 /// MLflow's scoring protocol (`mlflow models serve`, MLflow 2 and 3) as `/invocations` reads it:
 /// `application/json` with exactly one of `dataframe_split`, `dataframe_records`, `instances` or
 /// `inputs`, or `text/csv` with a header row.
 ///
 /// Which bodies are MLflow's: every `text/csv` body; with `Content-Type: application/json`, any
-/// body that is not a JSON object, or an object with one of the four keys; with no content type, an
-/// object with one of the keys. Anything else (an image, plain text, `{"text": …}`, `{"url": …}`)
-/// is not, and goes to the handler as on `/predictions`. An object with one of the keys sent as
-/// another content type is refused with MLflow's 415, as MLflow refuses it.
+/// body that is not a JSON object (nor a PNG or JPEG sent with the wrong type), or an object with
+/// one of the four keys; with no content type, an object with one of the keys. Anything else (an
+/// image, plain text, `{"text": …}`, `{"url": …}`) is not, and goes to the handler as on
+/// `/predictions`. An object with one of the keys sent as another content type is refused with
+/// MLflow's 415, as MLflow refuses it.
 enum MLflowRequest {
     /// MLflow's input fields, one of which a JSON body carries.
     static let formats = ["dataframe_split", "dataframe_records", "instances", "inputs"]
@@ -28,7 +30,7 @@ enum MLflowRequest {
             try checkParameters(contentType ?? "")
             return try MLflowCSV.rows(of: body, maxRows: maxRows, maxColumns: maxColumns)
         }
-        let isJSONType = mediaType == jsonType
+        let isJSONType = mediaType == jsonType && !ModelSignature.HandlerInput.isEncodedImage(body)
         guard isJSONType || body.first(where: { !isJSONSpace($0) }) == UInt8(ascii: "{") else { return nil }
         let value: Any
         do {
@@ -43,7 +45,7 @@ enum MLflowRequest {
         }
         let present = formats.filter { object[$0] != nil }
         guard !present.isEmpty else { return nil }
-        guard isJSONType || mediaType == nil else {
+        guard mediaType == jsonType || mediaType == nil else {
             throw .unsupportedMediaType(
                 "This predictor only supports the following content types: Types: ['\(csvType)', '\(jsonType)']. Got '\(Excerpt.of(contentType ?? ""))'.")
         }

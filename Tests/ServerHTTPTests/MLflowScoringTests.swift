@@ -375,9 +375,10 @@ import Testing
                     #expect((Self.object(response.body) as? [String: Double])?.keys.sorted() == expected.keys.sorted(), "\(contentType)")
                 }
             }
-            // A raw image, with or without a content type, answers as /predictions does.
+            // A raw image, with or without a content type (a wrong one too), answers as /predictions does.
             let scenes = try await Self.reference(client, model: "scenes", inputs: [ByteBuffer(bytes: image)])[0]
-            let headerSets: [HTTPFields] = [[:], [.contentType: "image/png"], [.contentType: "application/octet-stream"]]
+            let headerSets: [HTTPFields] = [[:], [.contentType: "image/png"], [.contentType: "application/octet-stream"],
+                                            [.contentType: "application/json"]]
             for headers in headerSets {
                 try await client.execute(uri: "/invocations?model_name=scenes", method: .post, headers: headers, body: ByteBuffer(bytes: image)) { response in
                     #expect(response.status == .ok)
