@@ -105,27 +105,17 @@ public enum HandlerSpec: Equatable, Sendable, Codable {
                                      expected: "one of \(HandlerKind.builtInList)")
             return nil
         }
+        /// The kind's spec, once every key the kind does not know is reported.
+        func read(_ keys: Set<String>, _ make: (YAMLFields) -> HandlerSpec) -> HandlerSpec {
+            fields.reportUnknownKeys(known: keys, asErrors: true, expected: keyList(keys, kind))
+            return make(fields)
+        }
         switch kind {
-        case .imageSegmenter:
-            fields.reportUnknownKeys(known: ImageSegmenterSpec.keys, asErrors: true,
-                                     expected: keyList(ImageSegmenterSpec.keys, kind))
-            return .imageSegmenter(ImageSegmenterSpec(fields))
-        case .textClassifier:
-            fields.reportUnknownKeys(known: TextClassifierSpec.keys, asErrors: true,
-                                     expected: keyList(TextClassifierSpec.keys, kind))
-            return .textClassifier(TextClassifierSpec(fields))
-        case .imageClassifier:
-            fields.reportUnknownKeys(known: ImageClassifierSpec.keys, asErrors: true,
-                                     expected: keyList(ImageClassifierSpec.keys, kind))
-            return .imageClassifier(ImageClassifierSpec(fields))
-        case .objectDetector:
-            fields.reportUnknownKeys(known: ObjectDetectorSpec.keys, asErrors: true,
-                                     expected: keyList(ObjectDetectorSpec.keys, kind))
-            return .objectDetector(ObjectDetectorSpec(fields))
-        case .questionAnswering:
-            fields.reportUnknownKeys(known: QuestionAnsweringSpec.keys, asErrors: true,
-                                     expected: keyList(QuestionAnsweringSpec.keys, kind))
-            return .questionAnswering(QuestionAnsweringSpec(fields))
+        case .imageSegmenter: return read(ImageSegmenterSpec.keys) { .imageSegmenter(ImageSegmenterSpec($0)) }
+        case .textClassifier: return read(TextClassifierSpec.keys) { .textClassifier(TextClassifierSpec($0)) }
+        case .imageClassifier: return read(ImageClassifierSpec.keys) { .imageClassifier(ImageClassifierSpec($0)) }
+        case .objectDetector: return read(ObjectDetectorSpec.keys) { .objectDetector(ObjectDetectorSpec($0)) }
+        case .questionAnswering: return read(QuestionAnsweringSpec.keys) { .questionAnswering(QuestionAnsweringSpec($0)) }
         }
     }
 

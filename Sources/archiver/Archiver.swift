@@ -67,15 +67,7 @@ struct Archiver: ParsableCommand {
     var runtime: String = "python"
 
     mutating func run() throws {
-        do {
-            try pack()
-        } catch let error as CommandFailure {
-            Terminal.fail(error.message)
-        } catch let error as ArchiveError {
-            Terminal.fail(error.description)
-        } catch let error as ConversionError {
-            Terminal.fail(error.description)
-        }
+        try Terminal.reportingFailures { try pack() }
     }
 
     private func pack() throws {

@@ -34,15 +34,7 @@ struct Convert: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     mutating func run() throws {
-        do {
-            try convert()
-        } catch let error as CommandFailure {
-            Terminal.fail(error.message)
-        } catch let error as ArchiveError {
-            Terminal.fail(error.description)
-        } catch let error as ConversionError {
-            Terminal.fail(error.description)
-        }
+        try Terminal.reportingFailures { try convert() }
     }
 
     private func convert() throws {

@@ -17,6 +17,19 @@ enum Terminal {
     }
 
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Runs a command's work; the errors it reports to users end the process with their message.
+    static func reportingFailures(_ work: () throws -> Void) rethrows {
+        do {
+            try work()
+        } catch let error as CommandFailure {
+            fail(error.message)
+        } catch let error as ArchiveError {
+            fail(error.description)
+        } catch let error as ConversionError {
+            fail(error.description)
+        }
+    }
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
