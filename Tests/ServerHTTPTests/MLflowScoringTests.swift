@@ -276,6 +276,18 @@ import Testing
                                        status: .badRequest, code: "INVALID_PARAMETER_VALUE", mentions: ["row 0", "data and b64"], "two image columns")
             try await Self.expectError(client, uri, body: try Self.json(["instances": ["%%%"]]), status: .badRequest, code: "BAD_REQUEST",
                                        mentions: ["row 0", "base64"], "not base64")
+            // A url row is the body {"url": …} on /predictions: the same refusal (no allowed_urls), naming the row.
+            let url = "http://127.0.0.1:9/street.png"
+            let refusal = try await client.execute(uri: "/predictions/scenes", method: .post, headers: [.contentType: "application/json"],
+                                                   body: try Self.json(["url": url])) { response in
+                (response.status, Self.object(response.body)["message"] as? String ?? "")
+            }
+            #expect(refusal.0 != .ok)
+            try await client.execute(uri: uri, method: .post, headers: [.contentType: "application/json"],
+                                     body: try Self.json(["dataframe_records": [["url": url]]])) { response in
+                #expect(response.status == (refusal.0 == .unsupportedMediaType ? .badRequest : refusal.0))
+                #expect(Self.object(response.body)["message"] as? String == "row 0: \(refusal.1)")
+            }
             // Base64 of something that is no image: the handler's 415 on /predictions, a 400 here.
             try await Self.expectError(client, uri, body: try Self.json(["instances": [Data("not an image".utf8).base64EncodedString()]]),
                                        status: .badRequest, code: "BAD_REQUEST", mentions: ["row 0"], "not an image")
