@@ -1,4 +1,5 @@
 import Foundation
+import ModelArchive
 import ServerCore
 
 /// How the rows of an MLflow request become requests to a model's handler: the columns each
@@ -30,13 +31,13 @@ struct MLflowColumns: Sendable {
     let handler: String
     let model: String
 
-    init(handler: String, model: String) {
-        self.handler = handler
+    init(handler: HandlerKind, model: String) {
+        self.handler = handler.rawValue
         self.model = model
         switch handler {
-        case "text_classifier": input = .text
-        case "question_answering": input = .question
-        default: input = .image
+        case .textClassifier: input = .text
+        case .questionAnswering: input = .question
+        case .imageSegmenter, .imageClassifier, .objectDetector: input = .image
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ModelArchive
 import ServerCore
 
 /// MLflow's scoring protocol on the core: each row of a request is a handler request of its own,
@@ -19,7 +20,10 @@ struct MLflowScoring: Sendable {
         do {
             guard let description = try server.describe(model: model).first else { throw ModelServerError.modelNotFound(model: model) }
             version = description.modelVersion
-            let columns = MLflowColumns(handler: description.handler, model: model)
+            guard let handler = HandlerKind(rawValue: description.handler) else {
+                throw ModelServerError.modelFailure("model \(model) has a handler this server does not know (\(description.handler))")
+            }
+            let columns = MLflowColumns(handler: handler, model: model)
             let requests = try columns.requests(try rows.get())
             let answer = try await run(requests, columns: columns, model: model, version: description.modelVersion,
                                        parameters: parameters, timeout: timeout, connection: connection)
