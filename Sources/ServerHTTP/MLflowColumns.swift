@@ -10,8 +10,8 @@ import ServerCore
 /// - `question_answering`: `question` and `text` (or `context`, as the handler names it), sent as
 ///   `{"question": …, "context": …}`. The prediction is the answer's `answer` string, as an MLflow
 ///   pyfunc that decodes the answer span returns it; `score`, `start` and `end` are on `/predictions`.
-/// - any other handler takes an image: `data` or `b64`, a base64 PNG or JPEG, or `url`, sent as
-///   `{"url": …}`. The prediction is the handler's JSON answer, or `{"b64": …}` for an image answer.
+/// - the image handlers (`image_segmenter`, `image_classifier`, `object_detector`): `data` or `b64`,
+///   a base64 PNG or JPEG, or `url`, sent as `{"url": …}` (the core fetches it). The prediction is the handler's JSON answer, or `{"b64": …}` for an image answer.
 ///
 /// Bare values (`{"instances": ["…"]}`) are the one input of a text or image handler. Columns a
 /// handler does not take are ignored, as MLflow ignores columns a model's signature does not name.
