@@ -39,6 +39,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
     case modelFailure(String)
     /// Host or device memory ran out.
     case outOfMemory(String)
+    /// The image a request named by URL (`{"url": …}`) could not be fetched, or was refused.
+    case imageFetchFailed(ImageFetchFailure)
 
     public var description: String {
         switch self {
@@ -58,6 +60,8 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
             return "The client of a request to model \(model) disconnected before it ran; it was dropped"
         case .deadlineExceeded(let model, let timeout):
             return "Request to model \(model) passed its deadline of \(timeout) ms"
+        case .imageFetchFailed(let failure):
+            return failure.message
         }
     }
 }

@@ -56,6 +56,14 @@ extension APIError {
         case .clientDisconnected: self.init(.init(code: 499, reasonPhrase: "Client Closed Request"), type: "ClientDisconnectedException", message: message)
         case .modelFailure: self.init(.internalServerError, type: "InternalServerException", message: message)
         case .outOfMemory: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), type: "OutOfMemoryException", message: message)
+        case .imageFetchFailed(let failure):
+            switch failure.reason {
+            case .urlNotAllowed, .addressNotAllowed: self.init(.forbidden, type: "ImageURLNotAllowedException", message: message)
+            case .tooLarge: self.init(.contentTooLarge, type: "RequestTooLargeException", message: message)
+            case .deadline: self.init(.gatewayTimeout, type: "DeadlineExceededException", message: message)
+            case .badURL, .unresolved, .unreachable, .badResponse, .redirect, .status, .notImage:
+                self.init(.badRequest, type: "ImageFetchException", message: message)
+            }
         }
     }
 

@@ -16,14 +16,14 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
 
     /// The routes of the port: what is served and what `OPTIONS /` describes.
     var routes: [Route<Context>] {
-        let errors = [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]
+        let errors = [400, 401, 403, 404, 413, 415, 429, 500, 503, 504, 507]
         var table: [Route<Context>] = [
             Route(method: .get, path: "/ping", summary: "Health: 200 when every start-up model can answer, else 503 with a reason.",
                   errors: [503]) { _, _ in ping() },
         ]
         for path in ["/predictions/{model_name}", "/predictions/{model_name}/{model_version}"] {
             for method in [HTTPRequest.Method.post, .put] {
-                table.append(Route(method: method, path: path, summary: "Run the model on the body (raw, or multipart part data/file).",
+                table.append(Route(method: method, path: path, summary: "Run the model on the body (raw, multipart part data/file, or an image by URL: {\"url\": …} or part url).",
                                    errors: errors) { request, context in try await predict(request, context) })
             }
         }

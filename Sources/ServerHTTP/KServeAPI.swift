@@ -32,7 +32,7 @@ struct KServeAPI<Context: RequestContext>: Sendable {
                 Route(method: .get, path: base + "/ready", summary: "KServe v2 model readiness: 200 when it has a ready worker, else 503.",
                       errors: [404, 503]) { _, context in try modelReady(context) },
                 Route(method: .post, path: base + "/infer", summary: "KServe v2 inference on JSON or binary tensors.",
-                      errors: [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]) { request, context in
+                      errors: [400, 401, 403, 404, 413, 415, 429, 500, 503, 504, 507]) { request, context in
                           try await infer(request, context)
                       },
             ]

@@ -80,9 +80,10 @@ struct KServeInference: Sendable {
         }
     }
 
-    /// An image element as its bytes: raw PNG/JPEG as they are, anything else read as base64.
+    /// An image element as its bytes: raw PNG/JPEG and `{"url": …}` (the image to fetch) as
+    /// they are, anything else read as base64.
     static func imageBytes(_ element: [UInt8]) -> [UInt8] {
-        guard !ModelSignature.HandlerInput.isEncodedImage(element) else { return element }
+        guard !ModelSignature.HandlerInput.isEncodedImage(element), !ImageURLRequest.isURLBody(element) else { return element }
         let text = String(decoding: element, as: UTF8.self)
         guard let decoded = Data(base64Encoded: text, options: .ignoreUnknownCharacters), !decoded.isEmpty else {
             return element

@@ -24,7 +24,7 @@ struct KServeV1API<Context: RequestContext>: Sendable {
                   errors: [404, 503]) { _, context in try modelReady(context) },
             Route(method: .post, path: "/v1/models/{model_name}:predict",
                   summary: "KServe v1 prediction: {\"instances\": [...]} in, one prediction per instance out, in order.",
-                  errors: [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]) { request, context in
+                  errors: [400, 401, 403, 404, 413, 415, 429, 500, 503, 504, 507]) { request, context in
                       try await predict(request, context)
                   },
             Route(method: .post, path: "/v1/models/{model_name}:explain", summary: "KServe v1 explanation: 501, no model here has an explainer.",

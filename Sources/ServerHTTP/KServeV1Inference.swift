@@ -2,10 +2,11 @@ import Foundation
 import ServerCore
 
 /// KServe v1 predictions on the core's operations. Each instance is a request of its own, all
-/// submitted at once so that they batch in the model's queue, and answered in order: a string or
-/// `{"data"|"b64": …}` runs the handler (its JSON answer is the prediction, any other answer
-/// becomes `{"b64": …}`); nested lists of numbers, `forward`'s first input, run the forward pass
-/// (its output is the prediction; several outputs, an object by their names).
+/// submitted at once so that they batch in the model's queue, and answered in order: a string,
+/// `{"data"|"b64": …}` or, for an image model, `{"url": …}` (the image to fetch) runs the handler
+/// (its JSON answer is the prediction, any other answer becomes `{"b64": …}`); nested lists of
+/// numbers, `forward`'s first input, run the forward pass (its output is the prediction; several
+/// outputs, an object by their names).
 struct KServeV1Inference: Sendable {
     let server: ModelServer
 
@@ -91,6 +92,10 @@ struct KServeV1Inference: Sendable {
             return .handler(body: try decodeBase64(value, field: "data", input: input), contentType: nil)
         case (.base64(let value), _):
             return .handler(body: try decodeBase64(value, field: "b64", input: input), contentType: input == .text ? text : nil)
+        case (.url(let url), .image):
+            return .handler(body: ImageURLRequest.body(for: url), contentType: "application/json")
+        case (.url, .text):
+            throw .badRequest("url names an image to fetch, and this model takes text; send the text as a string or {\"data\": …}")
         case (.string(let value), .text), (.data(let value), .text):
             return .handler(body: Array(value.utf8), contentType: text)
         }
@@ -156,6 +161,8 @@ enum KServeV1Instance: Sendable, Decodable {
     case data(String)
     /// `{"b64": "…"}`, TensorFlow Serving's form for binary data: always base64.
     case base64(String)
+    /// `{"url": "…"}`: an image the server fetches (image models only).
+    case url(String)
     /// Nested lists of numbers, read as the element type `forward`'s first input declares.
     case tensor(KServeTensor)
 
@@ -174,18 +181,19 @@ enum KServeV1Instance: Sendable, Decodable {
         if let text = try? decoder.singleValueContainer().decode(String.self) {
             self = .string(text)
         } else if let object = try? decoder.container(keyedBy: Field.self) {
-            let data = Field(stringValue: "data")
-            let b64 = Field(stringValue: "b64")
-            switch (object.contains(data), object.contains(b64)) {
-            case (true, true):
-                throw ModelServerError.badRequest("\(location) has both data and b64; send one")
-            case (true, false):
-                self = .data(try object.decode(String.self, forKey: data))
-            case (false, true):
-                self = .base64(try object.decode(String.self, forKey: b64))
-            case (false, false):
+            let fields = ["data", "b64", "url"].map(Field.init(stringValue:)).filter(object.contains)
+            guard fields.count == 1, let field = fields.first else {
+                guard fields.isEmpty else {
+                    throw ModelServerError.badRequest("\(location) has both \(fields.map(\.stringValue).joined(separator: " and ")); send one")
+                }
                 throw ModelServerError.badRequest(
-                    "\(location) is an object without data or b64; send {\"data\": \"<base64 image or text>\"}, {\"b64\": \"<base64>\"}, a string or nested lists of numbers")
+                    "\(location) is an object without data, b64 or url; send {\"data\": \"<base64 image or text>\"}, {\"b64\": \"<base64>\"}, {\"url\": \"<image URL>\"}, a string or nested lists of numbers")
+            }
+            let value = try object.decode(String.self, forKey: field)
+            switch field.stringValue {
+            case "data": self = .data(value)
+            case "b64": self = .base64(value)
+            default: self = .url(value)
             }
         } else if var rows = try? decoder.unkeyedContainer() {
             let shape = try Self.shape(of: &rows)

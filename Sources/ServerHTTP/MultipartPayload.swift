@@ -4,7 +4,7 @@ import ServerCore
 import MultipartKit
 
 /// The prediction payload of a `multipart/form-data` body: the part named `data`, else `file`,
-/// as TorchServe reads it.
+/// as TorchServe reads it, else `url`, the address of an image the server fetches.
 enum MultipartPayload {
     /// The boundary of a `multipart/form-data` content type, or nil for any other type.
     static func boundary(of contentType: String?) -> String? {
@@ -18,7 +18,8 @@ enum MultipartPayload {
         return nil
     }
 
-    /// The bytes and content type of the `data` (else `file`) part.
+    /// The bytes and content type of the `data` (else `file`) part; a `url` part becomes the
+    /// `{"url": …}` body the core fetches the image of.
     static func extract(from body: ByteBuffer, boundary: String) throws(ModelServerError) -> (bytes: [UInt8], contentType: String?) {
         struct Part {
             var name: String?
@@ -45,10 +46,14 @@ enum MultipartPayload {
         } catch {
             throw .badRequest("the multipart/form-data body is malformed: \(error)")
         }
-        guard let part = parts.first(where: { $0.name == "data" }) ?? parts.first(where: { $0.name == "file" }) else {
-            throw .badRequest("the multipart/form-data body has no part named 'data' or 'file' (found: \(parts.compactMap(\.name)))")
+        if let part = parts.first(where: { $0.name == "data" }) ?? parts.first(where: { $0.name == "file" }) {
+            return (part.body, part.contentType)
         }
-        return (part.body, part.contentType)
+        if let part = parts.first(where: { $0.name == "url" }) {
+            let url = String(decoding: part.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return (ImageURLRequest.body(for: url), "application/json")
+        }
+        throw .badRequest("the multipart/form-data body has no part named 'data', 'file' or 'url' (found: \(parts.compactMap(\.name)))")
     }
 
     private static func name(inDisposition value: String) -> String? {

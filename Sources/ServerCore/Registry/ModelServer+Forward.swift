@@ -22,6 +22,15 @@ public struct ModelSignature: Sendable, Equatable {
         /// UTF-8 text (for `question_answering`, a JSON object of question and context).
         case text
 
+        /// What a handler of `kind` takes. Decides, among other things, which models fetch an
+        /// image a request names by URL (`{"url": …}`): those whose handler takes images.
+        public init(_ kind: HandlerKind) {
+            switch kind {
+            case .imageSegmenter, .imageClassifier, .objectDetector: self = .image
+            case .textClassifier, .questionAnswering: self = .text
+            }
+        }
+
         /// Whether `bytes` start as an image a handler decodes does (PNG or JPEG).
         public static func isEncodedImage(_ bytes: [UInt8]) -> Bool {
             ImageFormat.sniff(bytes) != nil
@@ -87,8 +96,8 @@ extension ModelServer {
     public func signature(model: String, version: String? = nil) throws(ModelServerError) -> ModelSignature {
         let target = try resolve(model: model, version: version)
         let (inputs, outputs) = Self.signature(of: target.archive.handlerSpec)
-        let handlerInput: ModelSignature.HandlerInput = [.textClassifier, .questionAnswering].contains(target.archive.handler) ? .text : .image
-        return ModelSignature(version: target.version, handlerInput: handlerInput, inputs: inputs, outputs: outputs)
+        return ModelSignature(version: target.version, handlerInput: ModelSignature.HandlerInput(target.archive.handler),
+                              inputs: inputs, outputs: outputs)
     }
 
     static func signature(of spec: HandlerSpec) -> (inputs: [ModelSignature.TensorSpec], outputs: [ModelSignature.TensorSpec]) {

@@ -24,6 +24,8 @@ public final class ModelServer: Sendable {
     let snapshots: SnapshotPersistence
     /// The first wait before a failed worker is replaced.
     let restartDelay: Duration
+    /// Fetches the images requests name by URL.
+    let imageFetcher: ImageFetcher
 
     /// - Parameters:
     ///   - visibleGPUs: CUDA devices to place workers on; nil asks libtorch.
@@ -39,10 +41,14 @@ public final class ModelServer: Sendable {
         self.metricsFactory = metricsFactory
         self.logger = logger
         self.snapshots = SnapshotPersistence(store: snapshots, logger: logger)
+        let downloader = ArchiveDownloader(allowedPatterns: configuration.allowedURLs, limit: downloadLimit)
         self.archives = ArchiveLocator(
             modelStore: configuration.modelStore, workDirectory: configuration.workDirectory,
-            extractionLimits: configuration.extractionLimits,
-            downloader: ArchiveDownloader(allowedPatterns: configuration.allowedURLs, limit: downloadLimit), logger: logger)
+            extractionLimits: configuration.extractionLimits, downloader: downloader, logger: logger)
+        // An image URL passes the same allowed_urls check as a registration URL.
+        self.imageFetcher = ImageFetcher(
+            isAllowed: { downloader.isAllowed($0) }, addresses: FetchAddressPolicy(allowed: configuration.allowedFetchAddresses),
+            sizeLimit: configuration.maxRequestSize)
         self.placement = DevicePlacement(
             visibleGPUs: visibleGPUs ?? TorchRuntime.cudaDeviceCount, limit: configuration.numberOfGPU)
         PathRedaction.register(workDirectory: configuration.workDirectory, modelStore: configuration.modelStore)
@@ -145,6 +151,7 @@ public final class ModelServer: Sendable {
     /// Runs one prediction on a model's default version, or on `version`.
     public func predict(model: String, version: String? = nil, request: InferenceRequest) async throws -> InferenceResponse {
         var target = try resolve(model: model, version: version)
+        let request = try await fetchingImage(for: request, to: target)
         var response: InferenceResponse
         do {
             response = try await submit(request, to: target)
@@ -166,8 +173,41 @@ public final class ModelServer: Sendable {
     }
 
     private func submit(_ request: InferenceRequest, to target: ModelVersion) async throws -> InferenceResponse {
+        try await target.submit(request, timeout: timeout(of: request, at: target))
+    }
+
+    /// The request's timeout (`X-Request-Timeout-Ms`) capped by the version's response timeout.
+    private func timeout(of request: InferenceRequest, at target: ModelVersion) -> Duration {
         let limit = Duration.seconds(target.settings.responseTimeout)
-        return try await target.submit(request, timeout: min(request.timeout ?? limit, limit))
+        return min(request.timeout ?? limit, limit)
+    }
+
+    /// The request with the image it names by URL (`{"url": …}`) fetched in place of its body,
+    /// when the version's handler takes images; any other request as it is. The fetch happens
+    /// here, before the request is queued, so that every route shares it and no worker waits on
+    /// the network; it spends the request's own deadline, and the rest is left for the queue.
+    private func fetchingImage(for request: InferenceRequest, to target: ModelVersion) async throws -> InferenceRequest {
+        if case .forward = request.mode { return request }
+        guard ModelSignature.HandlerInput(target.archive.handler) == .image, let url = try ImageURLRequest.url(in: request.body) else {
+            return request
+        }
+        let timeout = timeout(of: request, at: target)
+        let started = ContinuousClock.now
+        var fetched = request
+        do {
+            fetched.body = try await imageFetcher.fetch(url, deadline: started.advanced(by: timeout))
+        } catch {
+            target.metrics.record(.fetch, ContinuousClock.now - started)
+            target.metrics.fetched(error.reason)
+            logger.debug("image fetch for \(target.name) failed (\(error.reason.rawValue)): \(error.message)")
+            throw ModelServerError.imageFetchFailed(error)
+        }
+        let elapsed = ContinuousClock.now - started
+        target.metrics.record(.fetch, elapsed)
+        target.metrics.fetched(nil)
+        fetched.contentType = nil
+        fetched.timeout = max(timeout - elapsed, .milliseconds(1))
+        return fetched
     }
 
     /// The default version of `model`, or `version`.

@@ -10,6 +10,7 @@ public enum MetricName {
     public static let queueLatency = "ts_queue_latency_microseconds"
     public static let inferenceResponses = "ts_inference_responses_total"
     public static let requestsDropped = "ts_requests_dropped_total"
+    public static let imageFetches = "ts_image_fetches_total"
     public static let requestDuration = "ts_request_duration_seconds"
     public static let stageDuration = "ts_stage_duration_seconds"
     public static let batchSize = "ts_batch_size"
@@ -35,6 +36,8 @@ enum DropReason: String, CaseIterable {
 
 /// The stages of a request whose durations are recorded, in the order a request passes them.
 public enum Stage: String, CaseIterable, Sendable {
+    /// Fetching the image a request names by URL (`{"url": …}`), before it is queued.
+    case fetch
     /// Body bytes to the handler's input: image decoding, UTF-8 and JSON parsing.
     case decode
     /// Waiting in the model version's queue for a worker.
@@ -136,6 +139,14 @@ final class ModelMetrics: Sendable {
         Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory).increment()
     }
 
+    /// The results `ts_image_fetches_total` counts: `ok`, or why the fetch failed.
+    static let fetchResults = ["ok"] + ImageFetchFailure.Reason.allCases.map(\.rawValue)
+
+    /// An image named by URL was fetched (`nil`), or failed with `failure`.
+    func fetched(_ failure: ImageFetchFailure.Reason?) {
+        Counter(label: MetricName.imageFetches, dimensions: dimensions + [("result", failure?.rawValue ?? "ok")], factory: factory).increment()
+    }
+
     /// A request to this version was answered with `code`.
     func response(code: Int) {
         responseCodes.withLock { _ = $0.insert(code) }
@@ -155,6 +166,9 @@ final class ModelMetrics: Sendable {
         for timer in stages.values { timer.destroy() }
         for reason in DropReason.allCases {
             Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory).destroy()
+        }
+        for result in Self.fetchResults {
+            Counter(label: MetricName.imageFetches, dimensions: dimensions + [("result", result)], factory: factory).destroy()
         }
         for code in responseCodes.withLock({ $0 }) { Self.responses(dimensions, code: code, factory: factory).destroy() }
         for status in WorkerStatus.allCases {

@@ -89,8 +89,8 @@ extension ServerConfiguration {
         .integer("default_startup_timeout", 1...86_400, default: "120", "Seconds a worker may take to load, when the model config does not say.") { $0.defaultStartupTimeout = $1 },
         .integer("number_of_gpu", 0...1024, default: "all visible", "GPUs to place workers on, at most.") { $0.numberOfGPU = $1 },
         .integer("intra_op_threads", 1...1024, default: "1", "libtorch intra-op threads per worker, when the model config does not say.") { $0.intraOpThreads = $1 },
-        ConfigurationKey<ServerConfiguration>("allowed_urls", default: "none (model store only)",
-                         "Comma-separated regular expressions an `http(s)` registration URL must match as a whole (any case).") { config, text, _ throws(ConfigurationError) in
+        ConfigurationKey<ServerConfiguration>("allowed_urls", default: "none (model store only, no image fetched)",
+                         "Comma-separated regular expressions an `http(s)` registration URL, or the URL of an image a prediction sends as `{\"url\": …}`, must match as a whole (any case).") { config, text, _ throws(ConfigurationError) in
             let patterns = ConfigurationKey<ServerConfiguration>.list(text)
             for pattern in patterns {
                 do { _ = try Regex(pattern) } catch {
@@ -98,6 +98,18 @@ extension ServerConfiguration {
                 }
             }
             config.allowedURLs = patterns
+        },
+        ConfigurationKey<ServerConfiguration>("allowed_fetch_addresses", default: "none",
+                         "Comma-separated addresses or CIDR ranges (`127.0.0.1`, `10.0.0.0/8`, `fd00::/8`) an image URL's host may resolve to although they are loopback, private, link-local, CGNAT, multicast or otherwise special-use; the rest of those ranges is refused (403). Public addresses need no entry.") { config, text, _ throws(ConfigurationError) in
+            var ranges: [AddressRange] = []
+            for entry in ConfigurationKey<ServerConfiguration>.list(text) {
+                guard let range = AddressRange(entry) else {
+                    throw ConfigurationError(key: "allowed_fetch_addresses",
+                                             message: "'\(Excerpt.of(entry))' is not an IP address or CIDR range such as 127.0.0.1, 10.0.0.0/8 or fd00::/8")
+                }
+                ranges.append(range)
+            }
+            config.allowedFetchAddresses = ranges
         },
         .boolean("enable_model_api", default: "false", "Whether the management API may register, swap and unregister models.") { $0.enableModelAPI = $1 },
         .boolean("enable_envvars_config", default: "false", "Whether `TS_<KEY>` environment variables override the file.") { _, _ in },

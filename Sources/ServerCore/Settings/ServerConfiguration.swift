@@ -23,8 +23,12 @@ public struct ServerConfiguration: Sendable {
     public var maxResponseSize = 6_553_500
     /// GPUs to use at most (`number_of_gpu`); nil: all visible.
     public var numberOfGPU: Int?
-    /// Regular expressions a registration URL must match (whole, any case); empty: model store only.
+    /// Regular expressions a registration URL, or the URL of an image to fetch, must match
+    /// (whole, any case); empty: model store only, and no image is fetched.
     public var allowedURLs: [String] = []
+    /// Loopback, private, link-local and other special-use addresses an image URL's host may
+    /// resolve to (`allowed_fetch_addresses`); any other address in those ranges is refused.
+    public var allowedFetchAddresses: [AddressRange] = []
     /// libtorch intra-op threads per worker when the model config does not say.
     public var intraOpThreads = 1
     /// Largest image, in pixels, accepted before decoding its pixels.
