@@ -19,7 +19,7 @@ struct SageMakerAPI<Context: RequestContext>: Sendable {
     }
 
     var routes: [Route<Context>] {
-        let errors = [400, 401, 404, 413, 415, 429, 500, 503, 504, 507]
+        let errors = [400, 401, 403, 404, 413, 415, 429, 500, 503, 504, 507]
         return [
             Route(method: .post, path: "/invocations",
                   summary: "SageMaker: run the model named by X-Amzn-SageMaker-Target-Model, model_name, invocations_model, or the only one; MLflow's scoring protocol (dataframe_split, dataframe_records, instances, inputs, text/csv) answers {\"predictions\": [...]}.",
