@@ -113,7 +113,7 @@ struct MLflowColumns: Sendable {
             let (column, cell) = try one(of: ["data", "b64", "url"], in: row, index: index)
             let value = try Self.string(cell, column: column, row: index)
             guard column == "url" else { return try Self.image(base64: value, column: column, row: index) }
-            return RowRequest(body: Array("{\"url\":\(jsonString(value))}".utf8), contentType: MLflowRequest.jsonType)
+            return RowRequest(body: ImageURLRequest.body(for: value), contentType: MLflowRequest.jsonType)
         }
     }
 
