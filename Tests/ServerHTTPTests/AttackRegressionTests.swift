@@ -301,7 +301,10 @@ extension AttackRegressionTests {
         defer { server.shutdown() }
         let started = ContinuousClock.now
         await server.loadStartupModels(snapshot: nil, registrations: ["deep", "laughs", "unet_tiny"].map { RegistrationOptions(url: $0) })
-        #expect(ContinuousClock.now - started < .seconds(60))  // bounded: the 200,000-deep file is refused by the pre-scan, the alias bomb by its budget
+        // Bounded, not fast: before the pre-scan and the alias budget this never finished (a stack
+        // overflow, or minutes of expansion). A debug build with the whole suite running beside it on
+        // 2 cores has taken up to 125 s here, so the bound is set well above that and far below a hang.
+        #expect(ContinuousClock.now - started < .seconds(240))
         #expect(try server.describe(model: "unet_tiny")[0].workers.count == 1)
         #expect(server.listModels().map(\.name) == ["unet_tiny"])
         let reason = try #require(server.unreadyReason)
