@@ -67,6 +67,29 @@ import Testing
         }
     }
 
+    /// The sample QA model answers the MLflow write-up's three questions as the write-up shows
+    /// (its pyfunc's decoding, which the archive's spec selects), one request and a list.
+    @Test func qaAnswersTheWriteUpsQuestions() async throws {
+        let (server, work) = server()
+        defer {
+            server.shutdown()
+            try? FileManager.default.removeItem(at: work)
+        }
+        try await server.register(RegistrationOptions(url: "qa.mar"))
+        let context = "My name is Alex, I am 32 and live in Copenhagen."
+        let pairs = [("What is my name?", "alex"), ("How old am I?", "32"), ("Where do I live?", "copenhagen")]
+        for (question, answer) in pairs {
+            let body = try JSONSerialization.data(withJSONObject: ["question": question, "text": context])
+            let response = try await server.predict(model: "qa", request: InferenceRequest(body: [UInt8](body), contentType: "application/json"))
+            let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+            #expect(json?["answer"] as? String == answer, "\(question): \(String(decoding: response.body, as: UTF8.self))")
+        }
+        let list = try JSONSerialization.data(withJSONObject: pairs.map { ["question": $0.0, "context": context] })
+        let response = try await server.predict(model: "qa", request: InferenceRequest(body: [UInt8](list), contentType: "application/json"))
+        let answers = (try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: Any]])?.map { $0["answer"] as? String }
+        #expect(answers == pairs.map(\.1))
+    }
+
     @Test func fortunesClassifiesClearTexts() async throws {
         let (server, work) = server()
         defer {

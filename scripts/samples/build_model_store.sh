@@ -5,6 +5,7 @@
 #   fortunes.mar  scripts/samples/train_text_classifier.py  (Debian fortunes, 6 categories)
 #   scenes.mar    scripts/samples/train_image_classifier.py (dominant object in the same scenes)
 #   detector.mar  scripts/samples/train_detector.py         (cars and people in the same scenes, boxes)
+#   qa.mar        scripts/samples/train_qa.py               (extractive QA on generated self-descriptions)
 # The committed archives were made by this script; serving and tests never run it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,5 +32,11 @@ BUILD=scripts/samples/build
 /usr/bin/python3 scripts/samples/train_text_classifier.py --encoder small
 (cd "$BUILD/text-small" && "../../../../$ARCHIVER" --model-name fortunes --version 1.0 --serialized-file model.pt \
     --handler text_classifier --config-file model-config.yaml --extra-files vocab.txt,index_to_name.json \
+    --export-path ../../../../model_store -f)
+
+# decoding: argmax is the MLflow write-up's own decoding, so the sample answers its questions as it shows.
+/usr/bin/python3 scripts/samples/train_qa.py --decoding argmax
+(cd "$BUILD/qa" && "../../../../$ARCHIVER" --model-name qa --version 1.0 --serialized-file qa.pt \
+    --handler question_answering --config-file model-config.yaml --extra-files vocab.txt \
     --export-path ../../../../model_store -f)
 ls -l model_store
