@@ -99,6 +99,12 @@ class Report:
 # The reference: MLflow pyfuncs over the archives' TorchScript modules
 
 
+def serialized_file(folder):
+    """The TorchScript file the archive's manifest names."""
+    with open(os.path.join(folder, "MAR-INF", "MANIFEST.json"), encoding="utf-8") as handle:
+        return os.path.join(folder, json.load(handle)["model"]["serializedFile"])
+
+
 def handler_spec(folder):
     import yaml
     with open(os.path.join(folder, "model-config.yaml"), encoding="utf-8") as handle:
@@ -128,7 +134,7 @@ def pyfunc_classes():
             if os.path.exists(labels):
                 with open(labels, encoding="utf-8") as handle:
                     self.labels = json.load(handle)
-            self.module = torch.jit.load(os.path.join(folder, "model.pt"), map_location="cpu").eval()
+            self.module = torch.jit.load(serialized_file(folder), map_location="cpu").eval()
 
         def predict(self, context, model_input, params=None):
             import torch
@@ -168,7 +174,7 @@ def pyfunc_classes():
                                                     strip_accents=spec.get("stripAccents", lowercase))
             self.tokenizer.enable_truncation(spec.get("maxLength", 384), strategy="only_second")
             self.inputs = spec.get("modelInputs", ["input_ids", "attention_mask", "token_type_ids"])
-            self.module = torch.jit.load(os.path.join(folder, "model.pt"), map_location="cpu").eval()
+            self.module = torch.jit.load(serialized_file(folder), map_location="cpu").eval()
 
         def predict(self, context, model_input, params=None):
             import torch
