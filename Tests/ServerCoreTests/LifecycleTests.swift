@@ -37,7 +37,9 @@ import Testing
         let registered = try await server.register(RegistrationOptions(url: "flaky"), wait: false)
         #expect(registered.modelName == "flaky")
         var failedID = 0
-        #expect(try await eventually {
+        // The load runs on a thread at nice +10: with the whole suite and other work on 2 cores it
+        // has taken over 20 s to be scheduled, so this waits longer than `eventually`'s default.
+        #expect(try await eventually(60) {
             guard let worker = try server.describe(model: "flaky")[0].workers.first, worker.status == .failed else { return false }
             failedID = worker.id
             return worker.lastError?.contains("load failed") == true
