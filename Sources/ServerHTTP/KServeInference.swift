@@ -56,21 +56,14 @@ struct KServeInference: Sendable {
         let elements = input.data.strings
         guard !elements.isEmpty else { throw ModelServerError.invalidInput("BYTES input \(input.name) has no elements") }
         let isText = signature.handlerInput == .text
-        let answers = try await withThrowingTaskGroup(of: (Int, [KServeTensor]).self) { group in
-            for (index, element) in elements.enumerated() {
-                let body = isText ? element : Self.imageBytes(element)
-                group.addTask { [server] in
-                    let result = try await server.handlerOutputs(
-                        model: model, version: signature.version, input: body, contentType: isText ? "text/plain; charset=utf-8" : nil,
-                        timeout: timeout, connection: connection)
-                    var outputs: [KServeTensor] = []
-                    for output in result.outputs { outputs.append(try KServeTensor(output)) }
-                    return (index, outputs)
-                }
-            }
-            var answers = [[KServeTensor]](repeating: [], count: elements.count)
-            for try await (index, tensors) in group { answers[index] = tensors }
-            return answers
+        let answers = try await inIndexOrder(elements.count) { [server] index in
+            let body = isText ? elements[index] : Self.imageBytes(elements[index])
+            let result = try await server.handlerOutputs(
+                model: model, version: signature.version, input: body, contentType: isText ? "text/plain; charset=utf-8" : nil,
+                timeout: timeout, connection: connection)
+            var outputs: [KServeTensor] = []
+            for output in result.outputs { outputs.append(try KServeTensor(output)) }
+            return outputs
         }
         guard answers.allSatisfy({ $0.count == answers[0].count }) else {
             throw ModelServerError.modelFailure("the handler gave a different number of outputs for different elements of \(input.name)")

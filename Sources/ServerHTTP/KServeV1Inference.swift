@@ -34,36 +34,26 @@ struct KServeV1Inference: Sendable {
                 throw Self.failure(error, instance: index)
             }
         }
-        return try await withThrowingTaskGroup(of: (Int, String, String).self) { group in
-            for (index, job) in jobs.enumerated() {
-                group.addTask { [server] in
-                    do {
-                        switch job {
-                        case .handler(let body, let contentType):
-                            var request = InferenceRequest(body: body, contentType: contentType, parameters: parameters, timeout: timeout)
-                            request.connection = connection
-                            let answer = try await server.predict(model: model, version: signature.version, request: request)
-                            return (index, answer.version, Self.prediction(answer))
-                        case .forward(let input, let batched):
-                            let result = try await server.forward(model: model, version: signature.version, inputs: [input],
-                                                                  timeout: timeout, connection: connection)
-                            var outputs: [KServeTensor] = []
-                            for output in result.outputs { outputs.append(try KServeTensor(output)) }
-                            return (index, result.version, Self.prediction(outputs, batched: batched))
-                        }
-                    } catch let error as ModelServerError {
-                        throw Self.failure(error, instance: index)
-                    }
+        let answers = try await inIndexOrder(jobs.count) { [server, jobs] index in
+            do {
+                switch jobs[index] {
+                case .handler(let body, let contentType):
+                    var request = InferenceRequest(body: body, contentType: contentType, parameters: parameters, timeout: timeout)
+                    request.connection = connection
+                    let answer = try await server.predict(model: model, version: signature.version, request: request)
+                    return (version: answer.version, prediction: Self.prediction(answer))
+                case .forward(let input, let batched):
+                    let result = try await server.forward(model: model, version: signature.version, inputs: [input],
+                                                          timeout: timeout, connection: connection)
+                    var outputs: [KServeTensor] = []
+                    for output in result.outputs { outputs.append(try KServeTensor(output)) }
+                    return (version: result.version, prediction: Self.prediction(outputs, batched: batched))
                 }
+            } catch let error as ModelServerError {
+                throw Self.failure(error, instance: index)
             }
-            var version = signature.version
-            var predictions = [String](repeating: "null", count: jobs.count)
-            for try await (index, served, prediction) in group {
-                predictions[index] = prediction
-                if index == 0 { version = served }
-            }
-            return (version, predictions)
         }
+        return (answers.first?.version ?? signature.version, answers.map(\.prediction))
     }
 
     /// A core error as the client sees it, naming the instance.

@@ -40,28 +40,19 @@ struct MLflowScoring: Sendable {
     private func run(_ requests: [MLflowColumns.RowRequest], columns: MLflowColumns, model: String, version: String,
                      parameters: [String: String], timeout: Duration?,
                      connection: ClientConnection?) async throws -> (version: String, predictions: [String]) {
-        try await withThrowingTaskGroup(of: (Int, String, String).self) { group in
-            for (index, row) in requests.enumerated() {
-                group.addTask { [server] in
-                    var request = InferenceRequest(body: row.body, contentType: row.contentType, parameters: parameters, timeout: timeout)
-                    request.connection = connection
-                    do {
-                        let answer = try await server.predict(model: model, version: version, request: request)
-                        return (index, answer.version, columns.prediction(answer))
-                    } catch let error as ModelServerError {
-                        var failure = MLflowError(APIError(error))
-                        failure.message = "row \(index): \(failure.message)"
-                        throw failure
-                    }
-                }
+        let answers = try await inIndexOrder(requests.count) { [server] index in
+            let row = requests[index]
+            var request = InferenceRequest(body: row.body, contentType: row.contentType, parameters: parameters, timeout: timeout)
+            request.connection = connection
+            do {
+                let answer = try await server.predict(model: model, version: version, request: request)
+                return (version: answer.version, prediction: columns.prediction(answer))
+            } catch let error as ModelServerError {
+                var failure = MLflowError(APIError(error))
+                failure.message = "row \(index): \(failure.message)"
+                throw failure
             }
-            var served = version
-            var predictions = [String](repeating: "null", count: requests.count)
-            for try await (index, answeredBy, prediction) in group {
-                predictions[index] = prediction
-                if index == 0 { served = answeredBy }
-            }
-            return (served, predictions)
         }
+        return (answers.first?.version ?? version, answers.map(\.prediction))
     }
 }
