@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import Foundation
 import PackageDescription
 
@@ -32,7 +32,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-model-server",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "serve", targets: ["serve"]),
         .executable(name: "archiver", targets: ["archiver"]),
@@ -52,6 +52,15 @@ let package = Package(
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.5.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
+        // gRPC (KServe v2's GRPCInferenceService, TorchServe's inference and management APIs).
+        // The protobuf code is generated once by scripts/codegen/generate-protos and committed.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.28.0"),
+        // Tracing: spans in the core, exported over OTLP/HTTP by the serve program only.
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.0.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // C: the only C++ in the project, a plain C header over libtorch.
@@ -92,6 +101,7 @@ let package = Package(
                 // Images by URL: a client pinned to the address it checked (AsyncHTTPClient cannot be).
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -110,12 +120,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // gRPC: KServe v2 (Open Inference Protocol) and TorchServe's inference and management APIs.
+        // Generated/ is written by scripts/codegen/generate-protos from proto/.
+        .target(
+            name: "ServerGRPC",
+            dependencies: [
+                "ServerCore", "ServerHTTP",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            exclude: ["proto"],
+            swiftSettings: swiftSettings
+        ),
         // Executables.
         .executableTarget(
             name: "serve",
             dependencies: [
-                "ServerHTTP", "ServerCore", "Torch",
+                "ServerHTTP", "ServerGRPC", "ServerCore", "Torch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -196,6 +224,18 @@ let package = Package(
                 "ServerHTTP", "ServerCore", "ModelArchive", "ImageCodec", "Torch", "TestFixtures", "ServerTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The gRPC APIs through real clients of grpc-swift on loopback.
+        .testTarget(
+            name: "ServerGRPCTests",
+            dependencies: [
+                "ServerGRPC", "ServerHTTP", "ServerCore", "TestFixtures", "ServerTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),
