@@ -195,11 +195,18 @@ class TorchServe:
             request(f"http://127.0.0.1:{self.management}/models?{query}", method="POST")
         except urllib.error.HTTPError as error:
             raise RuntimeError(f"register {query}: {error.code} {error.read()[:500]!r}\n" + self.tail())
-        described = json.loads(request(f"http://127.0.0.1:{self.management}/models/{name}"))[0]
-        ready = [w for w in described.get("workers", []) if w.get("status") == "READY"]
-        if described.get("batchSize") != batch_size or len(ready) != workers:
-            raise RuntimeError(f"registered {name} is not what was asked: {json.dumps(described)[:800]}")
-        return described
+        # A synchronous registration answers once its own workers are up, but a worker of the model
+        # registered under this name just before can still be listed as UNLOADING for a moment
+        # (seen in the 1x2 split): wait, up to a minute, until only the asked-for READY workers are left.
+        deadline = time.time() + 60
+        while True:
+            described = json.loads(request(f"http://127.0.0.1:{self.management}/models/{name}"))[0]
+            states = [w.get("status") for w in described.get("workers", [])]
+            if described.get("batchSize") == batch_size and states == ["READY"] * workers:
+                return described
+            if time.time() > deadline:
+                raise RuntimeError(f"registered {name} is not what was asked after 60 s: {json.dumps(described)[:800]}")
+            time.sleep(0.2)
 
     def unregister(self, name):
         before = set(self.worker_pids())
@@ -217,9 +224,17 @@ class TorchServe:
                     raise
                 log(f" torchserve: unregister {name} answered 500, asking again")
                 time.sleep(1)
+        # Unregistering answers before the workers have gone: wait until the name is unknown and
+        # its worker processes have exited, so the next registration starts from nothing.
         deadline = time.time() + 60
-        while time.time() < deadline and set(self.worker_pids()) & before:
+        while time.time() < deadline:
+            try:
+                request(url)
+            except urllib.error.HTTPError as error:
+                if error.code == 404 and not set(self.worker_pids()) & before:
+                    return
             time.sleep(0.2)
+        log(f" torchserve: {name} still listed or its workers still running 60 s after unregistering")
 
     def worker_pids(self):
         return [pid for pid in descendants(self.java_pid) if "model_service_worker" in cmdline(pid)]
