@@ -4,7 +4,9 @@ import PackageDescription
 
 // libtorch location. Default: Debian's `libtorch-dev` (headers under /usr/include, libraries on
 // the default linker path). Set LIBTORCH_DIR to a folder with `include/` and `lib/` (for example
-// a PyTorch wheel's `torch/` folder, which carries a CUDA build) to build against that instead.
+// a PyTorch wheel's `torch/` folder, which carries a CUDA build) to build against that instead;
+// a folder without `libtorch.so` (the CPU libraries `scripts/setup --libtorch pytorch` extracts)
+// links only `torch_cpu` and `c10`.
 // LIBTORCH_CXX11_ABI=0|1 sets `_GLIBCXX_USE_CXX11_ABI` for libtorch builds that need it.
 let environment = Context.environment
 let libtorchDir = environment["LIBTORCH_DIR"].flatMap { $0.isEmpty ? nil : $0 }
@@ -15,6 +17,9 @@ var torchLibraries = ["torch", "torch_cpu", "c10"]
 if let dir = libtorchDir {
     torchCxxFlags += ["-I\(dir)/include", "-I\(dir)/include/torch/csrc/api/include"]
     torchLinkFlags += ["-L\(dir)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(dir)/lib"]
+    if !FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch.so") {
+        torchLibraries = ["torch_cpu", "c10"]
+    }
     if FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch_cuda.so") {
         // The CUDA kernels register themselves from a library nothing references directly.
         torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
