@@ -16,13 +16,17 @@ var torchLinkFlags: [String] = []
 var torchLibraries = ["torch", "torch_cpu", "c10"]
 if let dir = libtorchDir {
     torchCxxFlags += ["-I\(dir)/include", "-I\(dir)/include/torch/csrc/api/include"]
-    torchLinkFlags += ["-L\(dir)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(dir)/lib"]
-    if !FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch.so") {
-        torchLibraries = ["torch_cpu", "c10"]
-    }
+    // By path, not -l: other targets put -L/usr/lib/x86_64-linux-gnu first on the link line,
+    // where Debian's libtorch would be found instead.
+    func library(_ name: String) -> [String] { ["-Xlinker", "\(dir)/lib/lib\(name).so"] }
+    let hasTorch = FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch.so")
+    torchLibraries = []
+    torchLinkFlags += (hasTorch ? ["torch", "torch_cpu", "c10"] : ["torch_cpu", "c10"]).flatMap(library)
+    torchLinkFlags += ["-Xlinker", "-rpath", "-Xlinker", "\(dir)/lib"]
     if FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch_cuda.so") {
         // The CUDA kernels register themselves from a library nothing references directly.
-        torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
+        torchLinkFlags += ["-Xlinker", "--no-as-needed"] + library("torch_cuda") + library("c10_cuda")
+            + ["-Xlinker", "--as-needed"]
     }
 } else {
     torchCxxFlags += ["-I/usr/include/torch/csrc/api/include"]
