@@ -9,7 +9,7 @@ struct KServeAPI<Context: RequestContext>: Sendable {
     let inference: InferenceAPI<Context>
 
     /// The server's version as `GET /v2` reports it.
-    static var serverVersion: String { "1.0.0" }
+    static var serverVersion: String { KServeServerInfo.version }
 
     init(server: ModelServer) {
         self.server = server
@@ -41,7 +41,7 @@ struct KServeAPI<Context: RequestContext>: Sendable {
     }
 
     func serverMetadata() -> Response {
-        jsonResponse("{\"name\":\"serve\",\"version\":\"\(Self.serverVersion)\",\"extensions\":[\"binary_tensor_data\"]}")
+        jsonResponse("{\"name\":\"\(KServeServerInfo.name)\",\"version\":\"\(Self.serverVersion)\",\"extensions\":[\"binary_tensor_data\"]}")
     }
 
     func serverReady() -> Response {
@@ -57,13 +57,7 @@ struct KServeAPI<Context: RequestContext>: Sendable {
         let versions = try server.describe(model: model, version: "all").map(\.modelVersion)
         func tensors(_ specs: [ModelSignature.TensorSpec], prefix: String) -> String {
             "[" + specs.map { spec in
-                let name: String
-                switch spec.key {
-                case .index(let index): name = "\(prefix)__\(index)"
-                case .name(let key): name = key
-                }
-                let datatype = KServeDatatype(spec.dtype)?.rawValue ?? "\(spec.dtype)"
-                return "{\"name\":\(jsonString(name)),\"datatype\":\"\(datatype)\",\"shape\":[\(spec.shape.map(String.init).joined(separator: ","))]}"
+                "{\"name\":\(jsonString(spec.kserveName(prefix: prefix))),\"datatype\":\"\(spec.kserveDatatype)\",\"shape\":[\(spec.shape.map(String.init).joined(separator: ","))]}"
             }.joined(separator: ",") + "]"
         }
         return jsonResponse(
@@ -102,4 +96,24 @@ struct KServeAPI<Context: RequestContext>: Sendable {
         if let headerLength, let name = HeaderName.inferenceHeaderLength { headers[name] = String(headerLength) }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+}
+
+/// What KServe v2 reports as the server's name and version, over HTTP and gRPC alike.
+package enum KServeServerInfo {
+    package static let name = "serve"
+    package static let version = "1.0.0"
+}
+
+extension ModelSignature.TensorSpec {
+    /// The protocol's name of a model's tensor: `input__0`, `output__0`… by position (`prefix`
+    /// is `input` or `output`), else the name `forward` gives it.
+    package func kserveName(prefix: String) -> String {
+        switch key {
+        case .index(let index): return "\(prefix)__\(index)"
+        case .name(let name): return name
+        }
+    }
+
+    /// The protocol's datatype name, or libtorch's where the protocol has none.
+    package var kserveDatatype: String { KServeDatatype(dtype)?.rawValue ?? "\(dtype)" }
 }

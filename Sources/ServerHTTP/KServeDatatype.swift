@@ -2,7 +2,7 @@ import ServerCore
 
 /// An element type of the Open Inference Protocol (KServe v2), by its protocol name, and its
 /// mapping to the core's element types.
-enum KServeDatatype: String, Sendable, CaseIterable, Equatable {
+package enum KServeDatatype: String, Sendable, CaseIterable, Equatable {
     case bool = "BOOL"
     case uint8 = "UINT8"
     case int8 = "INT8"
@@ -16,7 +16,7 @@ enum KServeDatatype: String, Sendable, CaseIterable, Equatable {
     case bytes = "BYTES"
 
     /// Bytes per element in the binary form; nil for BYTES, whose elements vary.
-    var byteCount: Int? {
+    package var byteCount: Int? {
         switch self {
         case .bool, .uint8, .int8: return 1
         case .int16, .fp16: return 2
@@ -27,10 +27,10 @@ enum KServeDatatype: String, Sendable, CaseIterable, Equatable {
     }
 
     /// The datatypes a request may send (API.md): those libtorch models take, and BYTES.
-    static let accepted: [KServeDatatype] = [.bool, .uint8, .int32, .int64, .fp16, .fp32, .fp64, .bytes]
+    package static let accepted: [KServeDatatype] = [.bool, .uint8, .int32, .int64, .fp16, .fp32, .fp64, .bytes]
 
     /// The core's element type; nil for BYTES.
-    var elementType: TensorData.ElementType? {
+    package var elementType: TensorData.ElementType? {
         switch self {
         case .bool: return .bool
         case .uint8: return .uint8
@@ -46,7 +46,7 @@ enum KServeDatatype: String, Sendable, CaseIterable, Equatable {
     }
 
     /// The protocol's name for a core element type; nil for those it has none for (bfloat16).
-    init?(_ type: TensorData.ElementType) {
+    package init?(_ type: TensorData.ElementType) {
         switch type {
         case .bool: self = .bool
         case .uint8: self = .uint8

@@ -6,8 +6,12 @@ import ServerCore
 /// element, concurrently so the elements batch, and the handler's tensors are joined in order:
 /// `mask` UINT8 `[N, H, W]` (image_segmenter), or `probabilities` FP32 `[N, C]` and `label`
 /// BYTES `[N]`. Outputs are named `output__0`, `output__1`… by position, or by their keys.
-struct KServeInference: Sendable {
+package struct KServeInference: Sendable {
     let server: ModelServer
+
+    package init(server: ModelServer) {
+        self.server = server
+    }
 
     /// Runs `model` on `inputs`.
     /// - Parameters:
@@ -16,7 +20,7 @@ struct KServeInference: Sendable {
     ///   - connection: the client's connection; requests still queued when it closes are dropped.
     /// - Returns: the version that answered and the outputs.
     /// - Throws: `ModelServerError`; `.badRequest` for an output name the model does not give.
-    func infer(model: String, version: String?, inputs: [KServeTensor], outputs requested: [String]?,
+    package func infer(model: String, version: String?, inputs: [KServeTensor], outputs requested: [String]?,
                timeout: Duration?, connection: ClientConnection?) async throws -> (version: String, outputs: [KServeTensor]) {
         let served: String
         let outputs: [KServeTensor]

@@ -4,7 +4,7 @@ import ServerCore
 /// The wire format of KServe v2 (Open Inference Protocol) inference: JSON tensors, and the
 /// binary tensor data extension (a JSON header of `Inference-Header-Content-Length` bytes, then
 /// the little-endian tensors of the inputs that give `binary_data_size`, in order).
-enum KServeTensorCoding {
+package enum KServeTensorCoding {
     /// A decoded inference request.
     struct Request {
         var id: String?
@@ -93,7 +93,7 @@ enum KServeTensorCoding {
     }
 
     /// BYTES in binary form: each element a 4-byte little-endian length, then its bytes.
-    static func unpackStrings(_ data: ArraySlice<UInt8>, input: String) throws(ModelServerError) -> [[UInt8]] {
+    package static func unpackStrings(_ data: ArraySlice<UInt8>, input: String) throws(ModelServerError) -> [[UInt8]] {
         var items: [[UInt8]] = []
         var rest = data
         while !rest.isEmpty {
@@ -160,7 +160,7 @@ enum KServeTensorCoding {
     }
 
     /// A tensor's binary form: numeric bytes as they are, BYTES elements each after a 4-byte length.
-    static func binaryData(_ tensor: KServeTensor) -> [UInt8] {
+    package static func binaryData(_ tensor: KServeTensor) -> [UInt8] {
         switch tensor.data.elements {
         case .numeric(_, let bytes):
             return bytes

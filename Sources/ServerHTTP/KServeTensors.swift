@@ -2,25 +2,25 @@ import ServerCore
 
 /// A named tensor as the Open Inference Protocol (KServe v2) carries it: the core's tensor with
 /// a protocol name and datatype.
-struct KServeTensor: Sendable, Equatable {
+package struct KServeTensor: Sendable, Equatable {
     /// The elements as a request gives them, before they are checked against the shape.
-    enum Contents: Sendable, Equatable {
+    package enum Contents: Sendable, Equatable {
         /// Little-endian elements, row-major.
         case numeric([UInt8])
         /// One byte string per element, row-major.
         case strings([[UInt8]])
     }
 
-    var name: String
-    var datatype: KServeDatatype
+    package var name: String
+    package var datatype: KServeDatatype
     /// The shape and the elements.
-    var data: TensorData
+    package var data: TensorData
 
-    var shape: [Int] { data.shape }
+    package var shape: [Int] { data.shape }
 
     /// A tensor whose contents agree with its datatype and shape.
     /// - Throws: `ModelServerError.invalidInput` naming the tensor when they do not.
-    init(name: String, datatype: KServeDatatype, shape: [Int], contents: Contents) throws(ModelServerError) {
+    package init(name: String, datatype: KServeDatatype, shape: [Int], contents: Contents) throws(ModelServerError) {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw .invalidInput("tensor \(name): shape \(shape) has a negative dimension")
         }
@@ -64,7 +64,7 @@ struct KServeTensor: Sendable, Equatable {
 
     /// An output of the core as the protocol names it: `output__0`, `output__1`… by position,
     /// else by its key; bfloat16, which the protocol has no name for, as FP32.
-    init(_ output: OutputTensor) throws(ModelServerError) {
+    package init(_ output: OutputTensor) throws(ModelServerError) {
         let name: String
         switch output.key {
         case .index(let index): name = "output__\(index)"

@@ -38,7 +38,7 @@ public final class TokenAuthorization: Sendable {
     }
 
     /// Whether `header` (an `Authorization` value) carries the current, unexpired key of `kind`.
-    func accepts(_ header: String?, as kind: Kind) -> Bool {
+    package func accepts(_ header: String?, as kind: Kind) -> Bool {
         guard let header else { return false }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
