@@ -41,10 +41,8 @@ public struct InferenceAPI<Context: RequestContext>: Sendable {
     }
 
     func ping() -> Response {
-        if let reason = server.unreadyReason {
-            return jsonResponse("{\"status\":\"Unhealthy\",\"reason\":\(jsonString(reason))}", status: .serviceUnavailable)
-        }
-        return jsonResponse("{\"status\":\"Healthy\"}")
+        let health = HealthStatus(server: server)
+        return jsonResponse(health.json, status: health.reason == nil ? .ok : .serviceUnavailable)
     }
 
     func predict(_ request: Request, _ context: Context) async throws -> Response {
