@@ -145,7 +145,14 @@ ctorch_status ctorch_set_num_threads(int n) {
         // A thread's first parallel call sets its count to the one last set by any thread
         // (at::init_num_threads), which would undo this one once another worker set its own.
         // Done now, so the count set below stays this thread's.
+#if TORCH_VERSION_MAJOR >= 2
+        // libtorch 2 no longer exports lazy_init_num_threads, so the header's inline copy keeps
+        // a per-thread flag of its own and the library's stays unset; get_num_threads runs the
+        // library's.
+        (void)at::get_num_threads();
+#else
         at::internal::lazy_init_num_threads();
+#endif
         at::set_num_threads(n);
         // OpenBLAS's pthread build keeps its own pool (one thread per core by default), which
         // oversubscribes the cores next to libtorch's threads. The pool is process-wide, so it

@@ -142,8 +142,13 @@ func expectedModels() throws -> ExpectedModels {
                     return try output.maxAbsDifference(reference)
                 }
             }
+            // Exact on libtorch 1.13. libtorch 2's CPU kernels split their sums by the calling
+            // thread's intra-op count, and the pool threads here need not have the count of the
+            // thread that ran the serial pass: float32 rounding apart (4.8e-7 seen), far below
+            // what a race on shared state would give.
+            let tolerance = TorchRuntime.version.hasPrefix("1.") ? 0 : 1e-5
             for try await difference in group {
-                #expect(difference == 0)
+                #expect(difference <= tolerance)
             }
         }
     }
