@@ -33,6 +33,11 @@ and times errors against the signal it sent. Only 127.0.0.1 is contacted.
      (7.7 MiB of weights, tiny activations: the telling figure) and unet (3.2 MiB of weights)
   8. client disconnect: ~30 requests queued on one worker, a raw socket sends a whole POST and
      closes at once: ts_requests_dropped_total{reason="disconnected"} >= 1
+  9. kill -9 during management calls, 20 rounds: one client sends random register / scale /
+     set-default / unregister calls for versions 1.0, 2.0, 3.0 of unet (also refused ones) and
+     the server is killed at a random moment of the burst; after each `serve --start` every
+     change that got a 2xx is there and nothing a non-2xx answered is; the one call in flight at
+     the kill may be either (CHAOS_SEED picks the sequence)
 
 One line per check (PASS/FAIL/SKIP), then a table per phase (requests the load process sent,
 their outcomes, checks) and a summary. Exit status 0 only when every check passed (SKIPs, which
@@ -979,7 +984,132 @@ def make_version(source, target, version):
             new.writestr(item, data, compress_type=item.compress_type)
 
 
-PHASES = [phase_loading, phase_overload, phase_deadlines, phase_swap, phase_drain, phase_kill, phase_rss, phase_disconnect]
+def management_burst(srv, expected, versions, rng, stop, log):
+    """Sends random management calls for model unet, one at a time, until `stop` is set, and
+    applies each 2xx to `expected` ({version: minWorkers}, "default": version). Appends to `log`
+    (method, path, status, error, t_start, t_end); the call that got no answer is the in-flight one."""
+    while not stop.is_set():
+        present = sorted(v for v in expected if v != "default")
+        default = expected.get("default")
+        choices = []
+        missing = [v for v in versions if v not in present]
+        if missing:
+            choices += [("register", v) for v in missing]
+        choices += [("scale", v) for v in present]
+        choices += [("set-default", v) for v in present if v != default]
+        choices += [("unregister", v) for v in present if v != default or len(present) == 1]
+        choices.append(("unregister", default or "1.0"))  # the default while others exist: 403, must change nothing
+        action, version = rng.choice(choices)
+        workers = rng.choice([1, 2])
+        if action == "register":
+            archive = "unet.mar" if version == "1.0" else f"unet-v{version[0]}.mar"
+            method, path = "POST", f"/models?url={archive}&model_name=unet&initial_workers={workers}&synchronous=true"
+        elif action == "scale":
+            method, path = "PUT", f"/models/unet/{version}?min_worker={workers}&max_worker={workers}&synchronous={rng.choice(['true', 'false'])}"
+        elif action == "set-default":
+            method, path = "PUT", f"/models/unet/{version}/set-default"
+        else:
+            method, path = "DELETE", f"/models/unet/{version}"
+        t_start = time.monotonic()
+        resp = srv.mgmt(method, path, timeout=120)
+        log.append((method, path, resp.status, resp.error, t_start, time.monotonic(), (action, version, workers)))
+        if resp.status == 0:
+            return  # the server is gone; this call's outcome is unknown
+        if 200 <= resp.status < 300:
+            apply_change(expected, action, version, workers)
+
+
+def apply_change(expected, action, version, workers):
+    """What an acknowledged call does to the expected registry of model unet."""
+    if action == "register":
+        expected[version] = workers
+        expected.setdefault("default", version)
+    elif action == "scale":
+        expected[version] = workers
+    elif action == "set-default":
+        expected["default"] = version
+    elif action == "unregister":
+        expected.pop(version, None)
+        if expected.get("default") == version:
+            expected.pop("default")
+
+
+def observed_unet(srv):
+    """The registry of model unet as describe shows it, in the form of `expected`."""
+    resp, entries = srv.describe("unet", "all")
+    if resp.status == 404:
+        return {}
+    if entries is None:
+        return None
+    state = {e.get("modelVersion"): e.get("minWorkers") for e in entries}
+    state.update({"default": e.get("modelVersion") for e in entries if e.get("isDefault")})
+    return state
+
+
+def phase_kill_management(ctx, rounds=20):
+    R.phase(9, "kill -9 mgmt", f"kill -9 at a random moment of a burst of management calls, {rounds} times")
+    srv = Server(ctx, "9-kill-management", enable_grpc="false")
+    make_version(os.path.join(srv.store, "unet.mar"), os.path.join(srv.store, "unet-v3.mar"), "3.0")
+    rc, out = srv.daemon("--start")
+    if not R.check("serve --start (no models) exits 0", rc == 0, "rc 0", f"rc {rc}: {short(out)}"):
+        return
+    import random
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "19")))
+    expected = {}
+    acknowledged = refused = unknown = unknown_applied = mismatches = 0
+    statuses = collections.Counter()
+    for number in range(1, rounds + 1):
+        log = []
+        stop = threading.Event()
+        burst = threading.Thread(target=management_burst, args=(srv, expected, ["1.0", "2.0", "3.0"], rng, stop, log), daemon=True)
+        pid = srv.pid_from_file()
+        burst.start()
+        delay = rng.uniform(0.05, 3.0)
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        dead = wait_for(lambda: not alive(pid), 30, 0.02)
+        stop.set()
+        burst.join(150)
+        statuses.update(str(entry[2]) if entry[2] else "no answer" for entry in log)
+        acknowledged += sum(1 for entry in log if 200 <= entry[2] < 300)
+        refused += sum(1 for entry in log if entry[2] >= 300)
+        in_flight = [entry for entry in log if entry[2] == 0]
+        rc, out = srv.daemon("--start")
+        if not R.check(f"round {number}: killed {delay:.2f} s into the burst, serve --start again exits 0", dead and rc == 0,
+                       "dead, then rc 0", f"dead={dead}, rc {rc}: {short(out)}\n{srv.log_tail()}"):
+            return
+        observed = wait_for(lambda: (lambda state: state is not None and (state,))(observed_unet(srv)), 60)
+        after = observed[0] if observed else None
+        # The call in flight at the kill may or may not have been written; every acknowledged one was.
+        allowed = [dict(expected)]
+        if in_flight:
+            unknown += 1
+            applied = dict(expected)
+            apply_change(applied, *in_flight[0][6])
+            allowed.append(applied)
+        ok = after in allowed
+        if ok and in_flight and after == allowed[-1] and allowed[-1] != allowed[0]:
+            unknown_applied += 1
+        if not ok:
+            mismatches += 1
+        R.check(f"round {number}: {len(log)} calls ({sum(1 for e in log if 200 <= e[2] < 300)} acknowledged), after the restart "
+                f"unet is {after}", ok, f"one of {allowed}", after)
+        if in_flight and ok:
+            expected.clear()
+            expected.update(after)
+        leftovers = [n for n in os.listdir(os.path.join(srv.work, "logs", "config")) if n != "snapshot.json"] \
+            if os.path.isdir(os.path.join(srv.work, "logs", "config")) else []
+        if leftovers:
+            R.check(f"round {number}: the snapshot folder holds only snapshot.json", False, "snapshot.json", leftovers)
+    R.info(f"{rounds} kills: {acknowledged} calls acknowledged (2xx), {refused} refused (non-2xx), {unknown} in flight at the "
+           f"kill ({unknown_applied} of them were found applied); outcomes {dict(sorted(statuses.items()))}")
+    R.check(f"every acknowledged change survived all {rounds} kills", mismatches == 0, "0 mismatches", mismatches)
+    rc, out = srv.daemon("--stop")
+    R.check("serve --stop exits 0", rc == 0, "rc 0", f"rc {rc}: {short(out)}")
+
+
+PHASES = [phase_loading, phase_overload, phase_deadlines, phase_swap, phase_drain, phase_kill, phase_rss, phase_disconnect,
+          phase_kill_management]
 
 
 def main():
