@@ -6,12 +6,22 @@
 #include <torch/csrc/jit/api/module.h>
 #include <ATen/Parallel.h>
 
+#if TORCH_VERSION_MAJOR >= 2 && __has_include(<torch/csrc/inductor/aoti_package/model_package_loader.h>)
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#define CTORCH_HAS_AOTI 1
+#else
+#define CTORCH_HAS_AOTI 0
+#endif
+
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 struct ctorch_module {
@@ -22,6 +32,14 @@ struct ctorch_module {
 
 struct ctorch_tensor {
     at::Tensor tensor;
+};
+
+struct ctorch_package {
+#if CTORCH_HAS_AOTI
+    std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+    std::unordered_map<std::string, std::string> metadata;
+    int64_t weight_bytes = 0;
+#endif
 };
 
 struct ctorch_value {
@@ -254,6 +272,86 @@ ctorch_status ctorch_module_forward_list(const ctorch_module *module, ctorch_ten
         arguments.emplace_back(std::move(list));
         auto handle = module->module;
         *out = wrap(handle.forward(std::move(arguments)));
+    });
+}
+
+int ctorch_aoti_available(void) { return CTORCH_HAS_AOTI; }
+
+ctorch_status ctorch_package_load(const char *path, const char *model_name, size_t runners, int device_index,
+                                  ctorch_package **out) {
+    return guarded([&] {
+        if (path == nullptr || model_name == nullptr || out == nullptr) throw std::invalid_argument("null argument");
+#if CTORCH_HAS_AOTI
+        const std::string file(path), name(model_name);
+        auto metadata = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(file, name);
+        // A CPU package takes no device index; a CUDA one runs on the worker's GPU.
+        const bool cpu = metadata["AOTI_DEVICE_KEY"] == "cpu";
+        const auto index = static_cast<c10::DeviceIndex>(cpu ? -1 : device_index);
+        auto package = std::make_unique<ctorch_package>();
+        package->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+            file, name, /*run_single_threaded=*/false, std::max<size_t>(1, runners), index);
+        package->metadata = package->loader->get_metadata();
+        try {
+            for (const auto &entry : package->loader->get_runner()->extract_constants_map(/*use_inactive=*/false)) {
+                package->weight_bytes += entry.second.numel() * entry.second.element_size();
+            }
+        } catch (...) {
+            package->weight_bytes = 0; // a package without readable constants only reports 0 bytes
+        }
+        *out = package.release();
+#else
+        (void)runners;
+        (void)device_index;
+        throw std::runtime_error("this build cannot load AOTInductor packages (libtorch " TORCH_VERSION
+                                 " from Debian); build with scripts/setup --libtorch pytorch");
+#endif
+    });
+}
+
+void ctorch_package_free(ctorch_package *package) { delete package; }
+
+ctorch_status ctorch_package_metadata(const ctorch_package *package, const char *key, char **out) {
+    return guarded([&] {
+        if (package == nullptr || key == nullptr || out == nullptr) throw std::invalid_argument("null argument");
+        *out = nullptr;
+#if CTORCH_HAS_AOTI
+        auto found = package->metadata.find(key);
+        if (found == package->metadata.end()) return;
+        *out = strdup(found->second.c_str());
+        if (*out == nullptr) throw std::bad_alloc();
+#endif
+    });
+}
+
+int64_t ctorch_package_weight_bytes(const ctorch_package *package) {
+#if CTORCH_HAS_AOTI
+    return package == nullptr ? 0 : package->weight_bytes;
+#else
+    (void)package;
+    return 0;
+#endif
+}
+
+ctorch_status ctorch_package_run(const ctorch_package *package, ctorch_tensor *const *inputs, size_t count,
+                                 ctorch_value **out) {
+    return guarded([&] {
+        if (package == nullptr || out == nullptr || (inputs == nullptr && count > 0)) throw std::invalid_argument("null argument");
+#if CTORCH_HAS_AOTI
+        c10::InferenceMode guard;
+        // The generated code reads inputs as dense row-major memory.
+        std::vector<at::Tensor> arguments;
+        arguments.reserve(count);
+        for (auto &tensor : unwrap(inputs, count)) arguments.push_back(tensor.contiguous());
+        auto outputs = package->loader->run(arguments);
+        if (outputs.size() == 1) {
+            *out = wrap(c10::IValue(std::move(outputs[0])));
+            return;
+        }
+        std::vector<c10::IValue> elements(outputs.begin(), outputs.end());
+        *out = wrap(c10::IValue(c10::ivalue::Tuple::create(std::move(elements))));
+#else
+        throw std::runtime_error("this build cannot run AOTInductor packages");
+#endif
     });
 }
 

@@ -3,7 +3,7 @@ import Foundation
 /// Opens model archives: `.mar` (zip), `.tar.gz`/`.tgz`, or an unpacked folder.
 public enum ArchiveReader {
     /// File extensions of a serialized model in a folder without a manifest (SageMaker layout).
-    public static let modelFileExtensions = ["pt", "pth", "torchscript"]
+    public static let modelFileExtensions = ["pt", "pth", "torchscript", "pt2"]
 
     /// Opens an archive, unpacking it first unless it is a folder.
     ///
@@ -145,8 +145,19 @@ public enum ArchiveReader {
         return OpenedArchive(
             root: root, extractedFolder: nil, format: .folder, manifest: manifest, isManifestSynthesized: synthesized,
             name: name, version: version, handler: handler, config: config, handlerSpec: spec,
-            serializedFile: serializedFile, configFile: configFile
+            serializedFile: serializedFile, aotInductor: try aotInductorPackage(serializedFile), configFile: configFile
         )
+    }
+
+    /// The serialized file's AOTInductor facts, or nil when it is not such a package. A damaged
+    /// zip is left for the TorchScript loader to report, unless the name says `.pt2`.
+    private static func aotInductorPackage(_ file: URL) throws -> AOTInductorPackageInfo? {
+        do {
+            return try AOTInductorPackageInfo.read(file)
+        } catch {
+            if file.pathExtension.lowercased() == "pt2" { throw error }
+            return nil
+        }
     }
 
     /// A SageMaker-style folder: one model file and a `model-config.yaml` whose `handler.kind` names the handler.

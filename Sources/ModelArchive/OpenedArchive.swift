@@ -18,8 +18,11 @@ public struct OpenedArchive: Sendable {
     public var config: ModelConfig
     /// The config's `handler:` section, or the kind's defaults when it has none.
     public var handlerSpec: HandlerSpec
-    /// The TorchScript file.
+    /// The model file: TorchScript, or an AOTInductor package (see `aotInductor`).
     public var serializedFile: URL
+    /// What the serialized file says of itself when it is an AOTInductor package (told by its
+    /// content: a zip holding `data/aotinductor/`); nil for TorchScript.
+    public var aotInductor: AOTInductorPackageInfo? = nil
     /// The model definition file, when the archive has one.
     public var configFile: URL?
 

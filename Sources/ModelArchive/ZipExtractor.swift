@@ -20,7 +20,8 @@ enum ZipExtractor {
         var dataStart: UInt64 = 0
     }
 
-    static func extract(_ file: InputFile, into sink: ExtractionSink) throws {
+    /// Unpacks the entries `include` admits (all by default); every entry's record is checked either way.
+    static func extract(_ file: InputFile, into sink: ExtractionSink, only include: (String) -> Bool = { _ in true }) throws {
         let path = sink.archivePath
         let directory = try centralDirectory(file, path: path, limits: sink.limits)
         var records: [Record] = []
@@ -29,7 +30,7 @@ enum ZipExtractor {
             records.append(try record(in: directory.bytes, at: &offset, file: file, sink: sink))
         }
         try checkLayout(&records, file: file, directoryOffset: directory.offset, sink: sink)
-        for record in records {
+        for record in records where include(record.name) {
             if record.isDirectory {
                 try sink.makeDirectory(record.components, entry: record.name)
             } else {

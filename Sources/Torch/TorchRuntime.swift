@@ -5,6 +5,15 @@ public enum TorchRuntime {
     /// The libtorch version the shim was built against, e.g. "1.13.1".
     public static var version: String { String(cString: ctorch_version()) }
 
+    /// Whether this build can load AOTInductor packages (`.pt2`): the libtorch 2 build
+    /// (`scripts/setup --libtorch pytorch`), not the Debian one.
+    public static var canLoadAOTInductor: Bool { ctorch_aoti_available() != 0 }
+
+    /// Why a `.pt2` cannot be served by this build, and which build can.
+    public static var aotInductorUnavailableReason: String {
+        "this build cannot load AOTInductor packages (libtorch \(version) from Debian); build with scripts/setup --libtorch pytorch"
+    }
+
     /// CUDA devices libtorch can see (0 with a CPU-only libtorch).
     public static var cudaDeviceCount: Int { Int(ctorch_cuda_device_count()) }
 

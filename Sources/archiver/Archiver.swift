@@ -37,7 +37,8 @@ struct Archiver: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: ArgumentHelp("The TorchScript file (e.g. --serialized-file unet.pt), loaded once to check it; "
+    @Option(help: ArgumentHelp("The TorchScript file (e.g. --serialized-file unet.pt), loaded once to check it, or an "
+                                   + "AOTInductor package (e.g. --serialized-file unet.pt2, read to check it); "
                                    + "with --model-file, a state_dict to convert (e.g. --serialized-file weights.pth).",
                                valueName: "file"))
     var serializedFile: String?
@@ -101,7 +102,14 @@ struct Archiver: ParsableCommand {
             return
         }
         let package = try ModelPackage.prepare(request)
-        try TorchScriptCheck.validate(request.serializedFile)
+        if let compiled = try AOTInductorPackageInfo.read(request.serializedFile) {
+            // Checked by reading it, not loading it: the Debian build cannot load one, and a CUDA
+            // package loads only where there is a GPU.
+            Terminal.note("\(request.serializedFile.lastPathComponent): \(Inspect.summary(of: compiled)); "
+                + "served by the libtorch 2 build (scripts/setup --libtorch pytorch)")
+        } else {
+            try TorchScriptCheck.validate(request.serializedFile)
+        }
         for warning in package.warnings { Terminal.warn(warning) }
         try output.emit(package)
     }

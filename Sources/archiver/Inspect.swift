@@ -19,6 +19,11 @@ struct Inspect: ParsableCommand {
             let opened = try ArchiveReader.open(URL(fileURLWithPath: archive), extractingInto: scratch)
             let synthesized = opened.isManifestSynthesized ? ", synthesised: the archive has none" : ""
             print("Archive: \(archive) (\(opened.format.rawValue))")
+            if let package = opened.aotInductor {
+                print("Serialized file: \(opened.serializedFile.lastPathComponent): \(Self.summary(of: package))")
+            } else {
+                print("Serialized file: \(opened.serializedFile.lastPathComponent): TorchScript")
+            }
             print("\nManifest (\(Manifest.path)\(synthesized)):\n\(opened.manifest.jsonText)")
             if let configFile = opened.configFile {
                 let text = (try? String(contentsOf: configFile, encoding: .utf8)) ?? ""
@@ -40,5 +45,17 @@ struct Inspect: ParsableCommand {
         } catch let error as ArchiveError {
             Terminal.fail(error.description)
         }
+    }
+
+    /// "AOTInductor package, target device cpu, batch dynamic": what a `.pt2` was compiled for.
+    static func summary(of package: AOTInductorPackageInfo) -> String {
+        let batch = switch package.batch {
+        case .dynamic(let max?): "dynamic (1 to \(max))"
+        case .dynamic(nil): "dynamic"
+        case .fixed(let size): "\(size)"
+        case .unknown: "unknown (no generated input checks in the package)"
+        }
+        let model = package.modelName == "model" ? "" : ", model \(package.modelName)"
+        return "AOTInductor package, target device \(package.device), batch \(batch)\(model)"
     }
 }

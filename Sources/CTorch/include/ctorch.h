@@ -17,6 +17,7 @@ extern "C" {
 typedef struct ctorch_module ctorch_module;
 typedef struct ctorch_tensor ctorch_tensor;
 typedef struct ctorch_value ctorch_value;
+typedef struct ctorch_package ctorch_package;
 
 typedef enum {
     CTORCH_OK = 0,
@@ -101,6 +102,29 @@ ctorch_status ctorch_module_forward(const ctorch_module *module, ctorch_tensor *
  *  (torchvision's detection models take their images so, each at its own size). */
 ctorch_status ctorch_module_forward_list(const ctorch_module *module, ctorch_tensor *const *tensors,
                                          size_t count, ctorch_value **out);
+
+/* AOTInductor packages (.pt2 from torch._inductor.aoti_compile_and_package) */
+
+/** 1 when this build can load AOTInductor packages (libtorch 2 with the package loader), else 0. */
+int ctorch_aoti_available(void);
+/**
+ * Loads an AOTInductor package: the model `model_name` ("model" unless the package was made with
+ * another) with `runners` instances, so that many calls of ctorch_package_run can run at once.
+ * A CUDA package runs on cuda:`device_index`, a CPU one on the CPU. Fails on a build without
+ * AOTInductor, saying which build can load it.
+ */
+ctorch_status ctorch_package_load(const char *path, const char *model_name, size_t runners, int device_index,
+                                  ctorch_package **out);
+void ctorch_package_free(ctorch_package *package);
+/** A value of the package's metadata (e.g. "AOTI_DEVICE_KEY": "cpu" or "cuda"), or NULL when it
+ *  has no such key; free with ctorch_string_free. */
+ctorch_status ctorch_package_metadata(const ctorch_package *package, const char *key, char **out);
+/** Bytes of the package's constants (its weights). */
+int64_t ctorch_package_weight_bytes(const ctorch_package *package);
+/** Runs the package on its flattened inputs under inference mode; the outputs come back as one
+ *  tensor when there is one, else as a tuple. */
+ctorch_status ctorch_package_run(const ctorch_package *package, ctorch_tensor *const *inputs, size_t count,
+                                 ctorch_value **out);
 
 /* Tensors */
 
