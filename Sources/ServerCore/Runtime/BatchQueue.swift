@@ -7,6 +7,8 @@ final class InferenceJob: Sendable {
     let enqueuedAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let metrics: ModelMetrics
+    /// The trace of the caller, when tracing is on: the worker records the request's stages in it.
+    let trace: RequestTrace?
     private let pending: Mutex<Pending>
 
     /// The continuation until the job is answered, and the timer that answers it at its deadline.
@@ -16,8 +18,9 @@ final class InferenceJob: Sendable {
     }
 
     init(request: InferenceRequest, arrivedAt: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
-         metrics: ModelMetrics, continuation: CheckedContinuation<InferenceResponse, any Error>) {
+         metrics: ModelMetrics, trace: RequestTrace? = nil, continuation: CheckedContinuation<InferenceResponse, any Error>) {
         self.request = request
+        self.trace = trace
         self.enqueuedAt = arrivedAt
         self.deadline = deadline
         self.metrics = metrics

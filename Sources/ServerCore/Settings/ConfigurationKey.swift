@@ -115,6 +115,7 @@ extension ServerConfiguration {
         .boolean("enable_envvars_config", default: "false", "Whether `TS_<KEY>` environment variables override the file.") { _, _ in },
         .integer("drain_delay", 0...3600, default: "5", "Seconds between SIGTERM and closing the listeners, answering while readiness says 503.") { $0.drainDelay = $1 },
         .integer("graceful_shutdown_timeout", 1...3600, default: "20", "Seconds in-flight and queued requests may take once the listeners close.") { $0.gracefulShutdownTimeout = $1 },
+        .boolean("enable_tracing", default: "false", "Whether `serve` exports OpenTelemetry traces of requests over OTLP/HTTP, configured by the standard `OTEL_*` environment variables (endpoint `OTEL_EXPORTER_OTLP_ENDPOINT`, default http://localhost:4318); `OTEL_SDK_DISABLED` overrides it either way.") { $0.enableTracing = $1 },
     ]
 }
 

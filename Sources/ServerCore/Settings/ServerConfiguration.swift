@@ -40,6 +40,8 @@ public struct ServerConfiguration: Sendable {
     public var drainDelay = 5
     /// Seconds in-flight and queued requests may take to finish once the listeners close.
     public var gracefulShutdownTimeout = 20
+    /// Whether `serve` exports traces over OTLP (`enable_tracing`); the core records spans whenever a tracer is bootstrapped.
+    public var enableTracing = false
     /// Per-model settings from the `models` key: name → version → settings, applied to that
     /// version at every registration, between its model config and the registration's own.
     public var modelSettings: [String: [String: ConfiguredModel]] = [:]
