@@ -266,7 +266,7 @@ private func answer(_ request: InferenceRequest, on queue: BatchQueue, timeout: 
 
 /// Queues every request, hands them to `executor` as one batch, and returns the answers in order.
 private func runBatch(_ requests: [InferenceRequest], timeout: Duration = .seconds(30), executor: BatchExecutor,
-                      module: ScriptModule, worker: Worker? = nil) async throws -> [Result<InferenceResponse, ModelServerError>] {
+                      module: any InferenceModule, worker: Worker? = nil) async throws -> [Result<InferenceResponse, ModelServerError>] {
     let queue = BatchQueue(capacity: requests.count)
     let answers = requests.map { request in
         Task { await answer(request, on: queue, timeout: timeout, metrics: executor.metrics) }

@@ -24,19 +24,20 @@ public struct TestModelStore: Sendable {
           numClasses: 5
         """
 
-    /// Writes `<name>/` with a TorchServe manifest, the model, `model-config.yaml` and `extraFiles` (name → contents).
+    /// Writes `<name>/` with a TorchServe manifest, the model (as `modelFile`), `model-config.yaml` and `extraFiles` (name → contents).
     public func addFolderArchive(name: String, version: String = "1.0", model: String, config: String,
-                                 handler: String = "image_segmenter", extraFiles: [String: String] = [:]) throws {
+                                 handler: String = "image_segmenter", extraFiles: [String: String] = [:],
+                                 modelFile: String = "model.pt") throws {
         let folder = root.appendingPathComponent(name, isDirectory: true)
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("MAR-INF"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: Fixtures.url(model), to: folder.appendingPathComponent("model.pt"))
+        try FileManager.default.copyItem(at: Fixtures.url(model), to: folder.appendingPathComponent(modelFile))
         try config.write(to: folder.appendingPathComponent("model-config.yaml"), atomically: true, encoding: .utf8)
         for (file, contents) in extraFiles {
             try contents.write(to: folder.appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
         let manifest = """
             {"createdOn": "22/11/2026 10:00:00", "runtime": "python", "archiverVersion": "0.12.0",
-             "model": {"modelName": "\(name)", "serializedFile": "model.pt", "handler": "\(handler)",
+             "model": {"modelName": "\(name)", "serializedFile": "\(modelFile)", "handler": "\(handler)",
                        "modelVersion": "\(version)", "configFile": "model-config.yaml"}}
             """
         try manifest.write(to: folder.appendingPathComponent("MAR-INF/MANIFEST.json"), atomically: true, encoding: .utf8)

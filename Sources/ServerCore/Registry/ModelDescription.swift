@@ -19,4 +19,6 @@ public struct ModelDescription: Sendable {
     public var loadTimings: LoadTimings?
     /// Class index → name, from the handler's labels file; empty without one.
     public var labels: [Int: String] = [:]
+    /// What limits how the version is served, e.g. "batching off: the AOTInductor package was compiled for batch 1".
+    public var notes: [String] = []
 }

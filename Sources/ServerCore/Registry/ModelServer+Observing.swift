@@ -21,7 +21,7 @@ extension ModelServer {
                 isDefault: version.version == entry.defaultVersion, settings: version.settings, workers: version.workerInfos,
                 weightBytes: version.weightBytes, queueCapacity: version.queue.capacity,
                 pendingRequests: version.queue.pending, loadedAtStartup: entry.atStartup, loadTimings: version.loadTimings,
-                labels: version.handler.classLabels?.names ?? [:])
+                labels: version.handler.classLabels?.names ?? [:], notes: AOTInductorServing.notes(version.archive))
         }
     }
 

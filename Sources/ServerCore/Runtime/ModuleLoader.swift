@@ -4,20 +4,24 @@ import ModelArchive
 import Synchronization
 import Torch
 
-/// Loads one model version's TorchScript module onto a device, as its settings ask: reads the
-/// file, converts it to bfloat16/float16 or freezes and optimises it (either kept only if it gives
-/// the output of the module as read, on the handler's example input), warms it up for every
-/// batch size, and times it. It keeps the first load's timings and the first request's latency.
+/// Loads one model version's module onto a device, as its settings ask: reads the file,
+/// converts a TorchScript module to bfloat16/float16 or freezes and optimises it (either kept only
+/// if it gives the output of the module as read, on the handler's example input), warms it up for
+/// every batch size, and times it. An AOTInductor package is loaded as compiled. It keeps the first
+/// load's timings and the first request's latency.
 final class ModuleLoader: Sendable {
-    /// The TorchScript file.
+    /// The TorchScript file or AOTInductor package.
     let file: URL
+    /// What the file says of itself when it is an AOTInductor package; nil for TorchScript.
+    let package: AOTInductorPackageInfo?
     /// Gives the example inputs the checks and the warm-up run.
     let handler: any Handler
     let logger: Logger
     private let firstTimings = Mutex<LoadTimings?>(nil)
 
-    init(file: URL, handler: any Handler, logger: Logger) {
+    init(file: URL, package: AOTInductorPackageInfo? = nil, handler: any Handler, logger: Logger) {
         self.file = file
+        self.package = package
         self.handler = handler
         self.logger = logger
     }
@@ -69,33 +73,59 @@ final class ModuleLoader: Sendable {
     /// `settings` say (checked on the handler's example input), warms it up and records the times.
     func load(on device: Device, settings: ModelSettings) throws -> LoadedModule {
         let started = ContinuousClock.now
-        let plain = try ScriptModule(contentsOf: file, device: device)
+        let plain = try open(on: device, settings: settings)
         var chosen = plain
-        let example = try handler.exampleInputs(batchSize: 1).map { try $0.to(device) }
+        let example = try handler.exampleInputs(batchSize: 1).map { try $0.to(plain.device) }
         let inputForm = handler.inputForm
         let reference = try BatchExecutor.forward(example, form: inputForm, on: plain)
-        if inputForm == .imageList, settings.precision != .float32 {
-            logger.warning("keeping float32: precision applies to models that take batched tensors; this one takes a list of images")
-        } else if settings.precision != .float32 {
-            // Measured: optimize_for_inference makes a bfloat16 U-Net slower, not faster; not combined.
-            chosen = converted(plain, to: settings.precision, example: example, reference: reference) ?? plain
-        }
-        if settings.optimize && chosen === plain && inputForm == .batched {
-            chosen = optimized(plain, example: example, reference: reference) ?? plain
+        if let script = plain as? ScriptModule {
+            if inputForm == .imageList, settings.precision != .float32 {
+                logger.warning("keeping float32: precision applies to models that take batched tensors; this one takes a list of images")
+            } else if settings.precision != .float32 {
+                // Measured: optimize_for_inference makes a bfloat16 U-Net slower, not faster; not combined.
+                chosen = converted(script, to: settings.precision, example: example, reference: reference) ?? plain
+            }
+            if settings.optimize && chosen === plain && inputForm == .batched {
+                chosen = optimized(script, example: example, reference: reference) ?? plain
+            }
+        } else if settings.precision != .float32 || settings.optimize {
+            logger.info("precision and optimize skipped: an AOTInductor package runs as it was compiled")
         }
         let loaded = ContinuousClock.now
         // Warm-up: the first calls of each batch size pay libtorch's profiling and fusion passes.
         for batchSize in Set([1, settings.batchSize]) {
-            let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(device) }
-            for _ in 0..<2 { _ = try BatchExecutor.forward(inputs, form: inputForm, on: chosen) }
+            let inputs = try handler.exampleInputs(batchSize: batchSize).map { try $0.to(plain.device) }
+            for _ in 0..<2 {
+                let output = try BatchExecutor.forward(inputs, form: inputForm, on: chosen)
+                try checkRows(of: output, batchSize: batchSize, form: inputForm)
+            }
         }
         let timings = LoadTimings(loadMilliseconds: milliseconds(loaded - started), warmUpMilliseconds: milliseconds(.now - loaded))
         let form = chosen === plain ? "" : chosen.floatType != .float32 ? " (\(chosen.floatType), checked)" : " (optimised and checked)"
-        logger.info("loaded \(file.lastPathComponent) on \(device) in \(timings.loadMilliseconds) ms\(form), warmed up in \(timings.warmUpMilliseconds) ms; \(chosen.weightBytes) bytes of weights")
+        logger.info("loaded \(file.lastPathComponent) on \(chosen.device) in \(timings.loadMilliseconds) ms\(form), warmed up in \(timings.warmUpMilliseconds) ms; \(chosen.weightBytes) bytes of weights")
         firstTimings.withLock {
             if $0 == nil { $0 = timings }
         }
         return LoadedModule(module: chosen, timings: timings)
+    }
+
+    /// The file as a TorchScript module or, when it is one, an AOTInductor package with a runner
+    /// per worker that may share it.
+    private func open(on device: Device, settings: ModelSettings) throws -> any InferenceModule {
+        guard let package else { return try ScriptModule(contentsOf: file, device: device) }
+        let runners = min(16, max(1, settings.maxWorkers, settings.minWorkers))
+        let loaded = try AOTInductorPackage(contentsOf: file, modelName: package.modelName, device: device, runners: runners)
+        logger.info("AOTInductor package compiled for \(loaded.targetDevice), batch \(package.batch), \(runners) runners")
+        return loaded
+    }
+
+    /// Refuses a package that answers a batch with another number of rows: compiled for a fixed
+    /// batch its input checks did not show, it would answer only the first request of each batch.
+    private func checkRows(of output: ModuleOutput, batchSize: Int, form: ModelInputForm) throws {
+        guard package != nil, form == .batched, batchSize > 1, let rows = output.firstTensor?.shape.first, rows != batchSize else { return }
+        throw ModelServerError.invalidModel(
+            "\(file.lastPathComponent) answered a batch of \(batchSize) with \(rows) rows: it was compiled for a fixed batch; "
+                + "set batchSize: 1 or export it with a dynamic batch dimension (torch.export.Dim)")
     }
 
     /// The module converted to `precision` if its output on `example` stays within 2 % of the
@@ -156,7 +186,7 @@ final class ModuleLoader: Sendable {
 
 /// A module ready to serve, and how long its load and warm-up took.
 struct LoadedModule: Sendable {
-    let module: ScriptModule
+    let module: any InferenceModule
     let timings: LoadTimings
 }
 

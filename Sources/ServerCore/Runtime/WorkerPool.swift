@@ -28,7 +28,7 @@ final class WorkerPool: Sendable {
     private struct State {
         var settings: ModelSettings
         var workers: [Worker] = []
-        var modules: [ModuleKey: ScriptModule] = [:]
+        var modules: [ModuleKey: any InferenceModule] = [:]
         /// Failed workers are replaced once the version is registered (not while a synchronous
         /// registration could still roll it back).
         var supervising = false
@@ -217,7 +217,7 @@ final class WorkerPool: Sendable {
 
     /// The worker thread: load (or reuse) the module, report, then run batches until retired.
     private func run(_ worker: Worker, settings: ModelSettings, loaded: (Result<Void, ModelServerError>) -> Void) {
-        let module: ScriptModule
+        let module: any InferenceModule
         let key = ModuleKey(worker, sharing: settings.shareModule)
         // A worker's own module (shareModule: false) goes with it.
         defer { if key.worker != nil { state.withLock { _ = $0.modules.removeValue(forKey: key) } } }
@@ -248,7 +248,7 @@ final class WorkerPool: Sendable {
     }
 
     /// The module for `key`, loaded once and shared by the workers with that key.
-    private func module(for key: ModuleKey, settings: ModelSettings) throws -> ScriptModule {
+    private func module(for key: ModuleKey, settings: ModelSettings) throws -> any InferenceModule {
         try loading.withLock { _ in
             if let existing = state.withLock({ $0.modules[key] }) { return existing }
             let chosen = try loader.loadAtLowPriority(on: key.device, settings: settings).module
