@@ -39,6 +39,9 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
     case modelFailure(String)
     /// Host or device memory ran out.
     case outOfMemory(String)
+    /// A management change could not be written to the snapshot (disk full, log folder read-only
+    /// or gone) and was undone.
+    case notPersisted(String)
     /// The image a request named by URL (`{"url": …}`) could not be fetched, or was refused.
     case imageFetchFailed(ImageFetchFailure)
 
@@ -48,7 +51,7 @@ public enum ModelServerError: Error, Sendable, Equatable, CustomStringConvertibl
         case .versionNotFound(let model, let version): return "Model version not found: \(Excerpt.of(model)) version \(Excerpt.of(version))"
         case .badRequest(let message), .invalidInput(let message), .unsupportedMediaType(let message),
              .invalidModel(let message), .archiveNotFound(let message), .archiveURLNotAllowed(let message), .conflict(let message), .downloadFailed(let message),
-             .unavailable(let message), .modelFailure(let message), .outOfMemory(let message):
+             .unavailable(let message), .modelFailure(let message), .outOfMemory(let message), .notPersisted(let message):
             return message
         case .modelAPIDisabled:
             return "Model API is disabled; start the server with --enable-model-api or enable_model_api=true to register or unregister models"

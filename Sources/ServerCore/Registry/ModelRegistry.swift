@@ -108,6 +108,20 @@ final class ModelRegistry: Sendable {
         }
     }
 
+    /// Undoes an unregister or a swap whose snapshot could not be written: puts `version` back at
+    /// `index` among its model's versions, as the default when it was, and takes out `replacement`
+    /// (a swap's new version), in one step.
+    func reinstate(_ version: ModelVersion, at index: Int, asDefault: Bool, atStartup: Bool, removing replacement: ModelVersion? = nil) {
+        state.withLock { state in
+            if let replacement { state.models[replacement.name]?.removeAll { $0 === replacement } }
+            var versions = state.models[version.name] ?? []
+            if !versions.contains(where: { $0 === version }) { versions.insert(version, at: min(max(0, index), versions.count)) }
+            state.models[version.name] = versions
+            if asDefault || state.defaults[version.name] == nil { state.defaults[version.name] = version.version }
+            if atStartup { state.startupModels.insert(version.name) }
+        }
+    }
+
     /// Empties the registry.
     /// - Returns: the versions that were registered.
     func removeAll() -> [ModelVersion] {

@@ -27,16 +27,27 @@ final class SnapshotPersistence: Sendable {
     }
 
     /// Writes the current registry, if there is a store.
-    /// - Throws: `modelFailure` saying the change was applied but not persisted.
-    func persist(_ registry: ModelRegistry) throws(ModelServerError) {
+    /// - Parameter change: the change being persisted, as the log line names it ("register unet 1.0").
+    /// - Throws: `notPersisted` saying why; the caller undoes the change, and the previous
+    ///   snapshot is still the one on disk.
+    func persist(_ registry: ModelRegistry, change: String) throws(ModelServerError) {
         guard let store else { return }
         try writing.withLock { _ throws(ModelServerError) in
-            do {
+            do throws(SnapshotError) {
                 try store.write(Self.snapshot(of: registry))
             } catch {
-                logger.error("snapshot not written: \(error)")
-                throw .modelFailure("the change was applied but the snapshot could not be written: \(error)")
+                logger.error("\(error); the change (\(change)) is undone, the previous snapshot stays")
+                throw .notPersisted("\(change) was not done: the snapshot could not be written (\(error.reason)); free space in or repair the log folder, then retry")
             }
+        }
+    }
+}
+
+extension SnapshotError {
+    /// Why, without the file (the client's message names the snapshot without the server's folders).
+    var reason: String {
+        switch self {
+        case .notWritten(_, let reason), .unreadable(_, let reason): return reason
         }
     }
 }
