@@ -26,6 +26,7 @@ enum MultipartPayload {
             var contentType: String?
             var body: [UInt8] = []
         }
+        try checkHeaderNames(body, boundary: boundary)
         var parts: [Part] = []
         var current = Part()
         let parser = MultipartParser(boundary: boundary)
@@ -54,6 +55,31 @@ enum MultipartPayload {
             return (ImageURLRequest.body(for: url), "application/json")
         }
         throw .badRequest("the multipart/form-data body has no part named 'data', 'file' or 'url' (found: \(parts.compactMap(\.name)))")
+    }
+
+    /// Refuses a part header whose name has a byte over 0x7F: MultipartKit 4.7.1 looks such a
+    /// byte up in a 128-entry table and traps, which would end the process (found by fuzzing).
+    /// Header names follow each `--boundary` line, one per line up to the first `:`, until an
+    /// empty line; every such place is checked, including a last line with no CRLF.
+    static func checkHeaderNames(_ body: ByteBuffer, boundary: String) throws(ModelServerError) {
+        let bytes = body.readableBytesView
+        let delimiter = Array("--\(boundary)".utf8)
+        let crlf: [UInt8] = [0x0D, 0x0A]
+        var searchFrom = bytes.startIndex
+        while let found = bytes[searchFrom...].firstRange(of: delimiter) {
+            searchFrom = found.upperBound
+            guard let delimiterEnd = bytes[found.upperBound...].firstRange(of: crlf) else { return }
+            var line = delimiterEnd.upperBound
+            while line < bytes.endIndex {
+                let end = bytes[line...].firstRange(of: crlf)?.lowerBound ?? bytes.endIndex
+                if end == line { break }
+                if bytes[line..<end].prefix(while: { $0 != UInt8(ascii: ":") }).contains(where: { $0 > 0x7F }) {
+                    throw .badRequest(
+                        "the multipart/form-data body has a part header whose name is not ASCII; header names are ASCII tokens such as Content-Disposition")
+                }
+                line = min(end + 2, bytes.endIndex)
+            }
+        }
     }
 
     private static func name(inDisposition value: String) -> String? {

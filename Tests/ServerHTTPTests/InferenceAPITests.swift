@@ -120,6 +120,25 @@ import Testing
         }
     }
 
+    /// Found by fuzzing (Tests/Fuzz/corpus/requests/multipart-nonascii-header-name): a byte over
+    /// 0x7F in a part's header name trapped inside MultipartKit's parser and ended the process.
+    @Test func multipartNonASCIIHeaderNameIsRefused() async throws {
+        try await withServer { client, _ in
+            for name in ["\u{C3}ontent-Disposition", "Content-Type\u{80}", "X-\u{FF}"] {
+                var body = ByteBuffer(string: "--b1\r\nContent-Disposition: form-data; name=\"data\"\r\n")
+                body.writeBytes(Array(name.unicodeScalars.map { UInt8($0.value) }))
+                body.writeString(": x\r\n\r\nhello\r\n--b1--\r\n")
+                try await client.execute(uri: "/predictions/unet_tiny", method: .post,
+                                         headers: [.contentType: "multipart/form-data; boundary=b1"], body: body) { response in
+                    #expect(response.status == .badRequest, "\(name)")
+                    #expect(String(buffer: response.body).contains("not ASCII"))
+                }
+            }
+            // The server is still there.
+            try await client.execute(uri: "/ping", method: .get) { response in #expect(response.status == .ok) }
+        }
+    }
+
     @Test func multipartDataOrFilePart() async throws {
         try await withServer { client, _ in
             let png = try Fixtures.bytes("images/baseline.jpg")
