@@ -126,6 +126,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -141,6 +142,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["proto"],
             swiftSettings: swiftSettings
@@ -223,6 +225,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The spans of requests, recorded by a tracer of the test's own.
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -251,7 +256,41 @@ let package = Package(
         // The `serve` executable run as a process.
         .testTarget(
             name: "ServeProcessTests",
-            dependencies: ["TestFixtures", "ServerTestSupport"],
+            dependencies: [
+                "TestFixtures", "ServerTestSupport",
+                // The tracing test's OTLP/HTTP receiver and the messages it decodes (otlp/, generated).
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["otlp/otlp_trace.proto", "otlp/generate"],
+            swiftSettings: swiftSettings
+        ),
+        // Fuzz targets (scripts/fuzz builds them with libFuzzer and AddressSanitizer into .build-fuzz;
+        // a plain build makes replayers: `swift run FuzzImage FILE-OR-FOLDER...`).
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "FuzzImage", dependencies: ["FuzzSupport", "ImageCodec"], path: "Tests/Fuzz/FuzzImage",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzArchive", dependencies: ["FuzzSupport", "ModelArchive"], path: "Tests/Fuzz/FuzzArchive",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzConfig", dependencies: ["FuzzSupport", "ModelArchive", "ServerCore", "ServerHTTP"],
+            path: "Tests/Fuzz/FuzzConfig", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzRequestBodies",
+            dependencies: [
+                "FuzzSupport", "ServerCore", "ServerHTTP", "ModelArchive",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/Fuzz/FuzzRequestBodies", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzTokenizers", dependencies: ["FuzzSupport", "ServerCore"], path: "Tests/Fuzz/FuzzTokenizers",
             swiftSettings: swiftSettings
         ),
     ],

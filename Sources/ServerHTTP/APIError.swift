@@ -32,7 +32,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 
 extension APIError {
     /// The one place core errors become statuses.
-    init(_ error: ModelServerError) {
+    package init(_ error: ModelServerError) {
         let message = error.description
         switch error {
         case .modelNotFound: self.init(.notFound, type: "ModelNotFoundException", message: message)
@@ -56,6 +56,7 @@ extension APIError {
         case .clientDisconnected: self.init(.init(code: 499, reasonPhrase: "Client Closed Request"), type: "ClientDisconnectedException", message: message)
         case .modelFailure: self.init(.internalServerError, type: "InternalServerException", message: message)
         case .outOfMemory: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), type: "OutOfMemoryException", message: message)
+        case .notPersisted: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), type: "InsufficientStorageException", message: message)
         case .imageFetchFailed(let failure):
             switch failure.reason {
             case .urlNotAllowed, .addressNotAllowed: self.init(.forbidden, type: "ImageURLNotAllowedException", message: message)

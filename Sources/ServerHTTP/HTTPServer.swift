@@ -3,6 +3,7 @@ import struct HummingbirdCore.HTTPServerBuilder
 import Logging
 import ServerCore
 import Prometheus
+import Tracing
 
 /// Builds the Hummingbird applications of the server's ports.
 public enum HTTPServer {
@@ -17,8 +18,13 @@ public enum HTTPServer {
     ) -> some ApplicationProtocol {
         let edge = edge ?? NetworkEdge(maxRequestSize: server.configuration.maxRequestSize, logger: logger)
         let router = Router(context: ConnectionRequestContext.self)
+        // Outermost, so the server span sees the status the error mapping answers with.
+        let tracer = InstrumentationSystem.tracer
+        if !(tracer is NoOpTracer) { router.add(middleware: RequestTracingMiddleware(tracer: tracer, untracedPaths: healthPaths)) }
         router.add(middleware: APIMiddleware(logger: logger, metricsFactory: server.metricsFactory))
         router.add(middleware: EdgeErrorMiddleware())
+        // Before the token check: the page is public; the calls it makes carry the key.
+        router.add(middleware: TryPageMiddleware(server: server, authorization: authorization))
         if let authorization { router.add(middleware: TokenMiddleware(authorization: authorization, kind: .inference)) }
         InferenceAPI<ConnectionRequestContext>(server: server, invocationsModel: invocationsModel).addRoutes(to: router)
         // Each connection gets a watcher, so requests of a client that has gone are dropped before compute.

@@ -17,7 +17,7 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         let model = "/models/{model_name}", version = "/models/{model_name}/{model_version}"
         return [
             Route(method: .post, path: "/models", summary: "Register a model from the model store or an allowed http(s) URL.",
-                  errors: [400, 401, 403, 404, 409, 500]) { request, _ in try await register(request) },
+                  errors: [400, 401, 403, 404, 409, 500, 507]) { request, _ in try await register(request) },
             Route(method: .get, path: "/models", summary: "List models (limit, next_page_token).",
                   errors: [400, 401]) { request, _ in try list(request) },
             Route(method: .get, path: model, summary: "Describe the default version.",
@@ -25,17 +25,17 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             Route(method: .get, path: version, summary: "Describe a version, or all versions with 'all'.",
                   errors: [401, 404]) { _, context in try describe(context, version: context.parameters.require("model_version")) },
             Route(method: .put, path: model, summary: "Scale the default version's workers (min_worker, max_worker, synchronous, timeout), or swap it for the archive at url (swap=true).",
-                  errors: [400, 401, 403, 404, 409, 500]) { request, context in try await scale(request, context, version: nil) },
+                  errors: [400, 401, 403, 404, 409, 500, 507]) { request, context in try await scale(request, context, version: nil) },
             Route(method: .put, path: version, summary: "Scale a version's workers.",
-                  errors: [400, 401, 404, 500]) { request, context in
+                  errors: [400, 401, 404, 500, 507]) { request, context in
                 try await scale(request, context, version: context.parameters.require("model_version"))
             },
             Route(method: .put, path: version + "/set-default", summary: "Make a version the default.",
-                  errors: [401, 404]) { _, context in try setDefault(context) },
+                  errors: [401, 404, 507]) { _, context in try setDefault(context) },
             Route(method: .delete, path: model, summary: "Unregister the default version.",
-                  errors: [401, 403, 404]) { _, context in try await unregister(context, version: nil) },
+                  errors: [401, 403, 404, 507]) { _, context in try await unregister(context, version: nil) },
             Route(method: .delete, path: version, summary: "Unregister a version.",
-                  errors: [401, 403, 404]) { _, context in
+                  errors: [401, 403, 404, 507]) { _, context in
                 try await unregister(context, version: context.parameters.require("model_version"))
             },
             Route(method: .get, path: "/token", summary: "Renew the inference or management key (type) with the API key.",
@@ -47,6 +47,8 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     public func addRoutes(to router: Router<Context>) {
         router.add(routes, title: "Management API")
     }
+
+    var operations: ManagementOperations { ManagementOperations(server: server) }
 
     /// `GET /token?type=inference|management` with the API key renews that key.
     func renewToken(_ request: Request) throws -> Response {
@@ -85,46 +87,21 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
             responseTimeout: try parameters.int("response_timeout", in: ModelSettings.Override.Range.responseTimeout),
             startupTimeout: try parameters.int("startup_timeout", in: ModelSettings.Override.Range.startupTimeout),
             handler: parameters.string("handler"))
-        if let runtime = parameters.string("runtime"), !Self.runtimes.contains(runtime) {
-            throw ModelServerError.badRequest(
-                "runtime must be one of \(Self.runtimes.sorted().joined(separator: ", ")) (TorchServe's runtimes; this server runs the TorchScript model itself, so the value changes nothing), got '\(runtime)'")
-        }
-        // With no workers to start there is nothing to wait for: the answer is the same 200 either way.
-        let synchronous = try parameters.bool("synchronous") ?? true
-        if !synchronous && options.settings.minWorkers != 0 {
-            try await server.register(options, wait: false)
-            return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
-        }
-        let description = try await server.register(options)
-        let workers = description.settings.minWorkers
-        let status = workers == 0
-            ? "Model \"\(description.modelName)\" Version: \(description.modelVersion) registered with 0 initial workers. Use scale workers API to add workers for the model."
-            : "Model \"\(description.modelName)\" Version: \(description.modelVersion) registered with \(workers) initial workers"
-        return jsonResponse("{\"status\":\(jsonString(status))}")
+        let answer = try await operations.register(
+            options, runtime: parameters.string("runtime"), synchronous: try parameters.bool("synchronous") ?? true)
+        return answer.response
     }
-
-    /// The `runtime` values TorchServe's registration accepts.
-    static var runtimes: Set<String> { ["python", "python2", "python3"] }
 
     func list(_ request: Request) throws -> Response {
         let parameters = RequestParameters(request)
-        var limit = Int(parameters.string("limit") ?? "") ?? 100
-        if limit < 1 || limit > 100 { limit = 100 }
+        let limit = Int(parameters.string("limit") ?? "") ?? 100
         let start = try parameters.int("next_page_token", in: 0...Int.max) ?? 0
-        let all = server.listModels()
-        let page = all.dropFirst(start).prefix(limit)
-        let models = page.map { "{\"modelName\":\(jsonString($0.name)),\"modelUrl\":\(jsonString($0.url))}" }
-        let token = start + page.count < all.count ? "\"nextPageToken\":\"\(start + page.count)\"," : ""
-        return jsonResponse("{\(token)\"models\":[\(models.joined(separator: ","))]}")
+        return jsonResponse(operations.list(limit: limit, start: start))
     }
 
     func describe(_ context: Context, version: String?) throws -> Response {
         let model = try context.parameters.require("model_name")
-        let descriptions = try server.describe(model: model, version: version)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let body = try encoder.encode(descriptions.map(DescribedModel.init))
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: body)))
+        return jsonResponse(try operations.describe(model: model, version: version))
     }
 
     func scale(_ request: Request, _ context: Context, version: String?) async throws -> Response {
@@ -138,42 +115,16 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
         let maxWorkers = try parameters.int("max_worker", in: minWorkers...workers.upperBound) ?? minWorkers
         let synchronous = try parameters.bool("synchronous") ?? false
         let timeout = try parameters.int("timeout", in: -1...86_400) ?? -1
-        if !synchronous {
-            try await server.scale(model: model, version: version, minWorkers: minWorkers, maxWorkers: maxWorkers, wait: false)
-            return jsonResponse("{\"status\":\"Processing worker updates...\"}", status: .accepted)
-        }
-        let server = self.server
-        let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await server.scale(model: model, version: version, minWorkers: minWorkers, maxWorkers: maxWorkers, wait: true)
-                return true
-            }
-            if timeout >= 0 {
-                group.addTask {
-                    try await Task.sleep(for: .seconds(timeout))
-                    return false
-                }
-            }
-            let first = try await group.next() ?? true
-            if !first {
-                // The scaling goes on in the background; only the wait is cut short.
-                return false
-            }
-            group.cancelAll()
-            return true
-        }
-        guard finished else {
-            return jsonResponse("{\"status\":\"Workers scaling in progress...\"}", status: .partialContent)
-        }
-        let suffix = version.map { ", version: \($0)" } ?? ""
-        return jsonResponse("{\"status\":\(jsonString("Workers scaled to \(minWorkers) for model: \(model)\(suffix)"))}")
+        let answer = try await operations.scale(
+            model: model, version: version, minWorkers: minWorkers, maxWorkers: maxWorkers,
+            synchronous: synchronous, timeout: timeout >= 0 ? timeout : nil)
+        return answer.response
     }
 
     func setDefault(_ context: Context) throws -> Response {
         let model = try context.parameters.require("model_name")
         let version = try context.parameters.require("model_version")
-        try server.setDefault(model: model, version: version)
-        return jsonResponse("{\"status\":\(jsonString("Default version successfully updated for model \"\(model)\" to \"\(version)\""))}")
+        return try operations.setDefault(model: model, version: version).response
     }
 
     /// `PUT /models/{m}?url=…&swap=true`: load the new version, make it default, drain the old.
@@ -187,10 +138,8 @@ public struct ManagementAPI<Context: RequestContext>: Sendable {
     }
 
     func unregister(_ context: Context, version: String?) async throws -> Response {
-        guard server.configuration.enableModelAPI else { throw ModelServerError.modelAPIDisabled }
         let model = try context.parameters.require("model_name")
-        try await server.unregister(model: model, version: version)
-        return jsonResponse("{\"status\":\(jsonString("Model \"\(model)\" unregistered"))}")
+        return try await operations.unregister(model: model, version: version).response
     }
 }
 
@@ -240,6 +189,8 @@ struct DescribedModel: Encodable {
     var loadTimes: LoadTimes?
     /// Class index → name from the labels file, when the model has one.
     var labels: [String: String]?
+    /// What limits how the version is served (an AOTInductor package's batch), when something does.
+    var notes: [String]?
 
     init(_ description: ModelDescription) {
         let settings = description.settings
@@ -259,6 +210,7 @@ struct DescribedModel: Encodable {
         deviceType = usesGPU ? "gpu" : "cpu"
         deviceIds = Array(Set(description.workers.compactMap(\.gpuIndex))).sorted()
         loadedAtStartup = description.loadedAtStartup
+        notes = description.notes.isEmpty ? nil : description.notes
         labels = description.labels.isEmpty ? nil : Dictionary(uniqueKeysWithValues: description.labels.map { (String($0.key), $0.value) })
         workers = description.workers.map { worker in
             let gpuIndex = worker.gpuIndex
@@ -280,4 +232,11 @@ struct DescribedModel: Encodable {
 /// UTC ISO-8601 with milliseconds, as docs/api.md writes times.
 func timestamp(_ date: Date) -> String {
     date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+}
+
+extension ManagementOperations.StatusAnswer {
+    /// The REST answer: `{"status": …}` with the call's status code.
+    var response: Response {
+        jsonResponse(json, status: HTTPResponse.Status(code: code))
+    }
 }

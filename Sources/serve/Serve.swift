@@ -5,6 +5,7 @@ import Logging
 import ServerCore
 import Prometheus
 import ServerHTTP
+import ServerGRPC
 import ServiceLifecycle
 
 /// The entry point. `serve --start` forks the server off before anything else starts a thread
@@ -44,7 +45,9 @@ struct Serve: AsyncParsableCommand, Sendable {
               serve --stop
 
             Listeners (config.properties: inference_address, management_address, metrics_address):
-            inference on 127.0.0.1:8080, management on 127.0.0.1:8081, Prometheus metrics on 127.0.0.1:8082. Keys for token authorization are written
+            inference on 127.0.0.1:8080, management on 127.0.0.1:8081, Prometheus metrics on 127.0.0.1:8082.
+            gRPC (grpc_kserve_address, grpc_inference_port, grpc_management_port; enable_grpc=false turns them off):
+            KServe v2 on 127.0.0.1:8083, TorchServe's inference on 127.0.0.1:7070 and management on 127.0.0.1:7071. Keys for token authorization are written
             to key_file.json in the working directory at start and removed at stop.
             """)
 
@@ -167,10 +170,15 @@ struct Serve: AsyncParsableCommand, Sendable {
         let configuration = settings.core
         let http = settings.http
         try WorkDirectory.prepare(configuration.workDirectory, logger: logger)
+        // Before the listeners are built: the inference port adds its server spans only when a tracer is there.
+        let traceExport = try TraceExport.bootstrap(
+            configured: configuration.enableTracing, environment: ProcessInfo.processInfo.environment, logger: logger)
         defer { try? FileManager.default.removeItem(at: configuration.workDirectory) }
 
         let snapshots = ncs ? nil : SnapshotStore(directory: logDirectory.appendingPathComponent("config", isDirectory: true))
-        let restored = try snapshots?.load()
+        // A corrupt snapshot is moved aside and kept; the server starts without it.
+        let (restored, setAside) = try snapshots?.loadAtStart() ?? (nil, nil)
+        if let setAside { logger.error("\(setAside)") }
         let registry = PrometheusCollectorRegistry()
         let server = ModelServer(
             configuration: configuration, logger: logger, snapshots: snapshots,
@@ -210,11 +218,16 @@ struct Serve: AsyncParsableCommand, Sendable {
         let metrics = HTTPServer.metricsApplication(
             server: server, registry: registry, host: http.metricsAddress.host,
             port: http.metricsAddress.port, edge: edge, logger: logger)
+        // gRPC: KServe v2 on grpc_kserve_address, TorchServe's on 7070/7071 (enable_grpc=false: none).
+        let grpc = GRPCListeners.configured(settings.grpc, server: server, authorization: authorization, logger: logger)
         // Services stop in reverse order: the drain comes first, the listeners after it.
+        // The trace exporter comes first, so it stops last and flushes the spans of drained requests.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: inference), .init(service: management), .init(service: metrics),
-                       .init(service: startup),
-                       .init(service: DrainService(server: server, delay: .seconds(configuration.drainDelay)))],
+            services: (traceExport.map { [.init(service: $0)] } ?? [])
+                + [.init(service: inference), .init(service: management), .init(service: metrics)]
+                + grpc.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+                + [.init(service: startup),
+                   .init(service: DrainService(server: server, delay: .seconds(configuration.drainDelay)))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(configuration.drainDelay + configuration.gracefulShutdownTimeout)
         let group = ServiceGroup(configuration: groupConfiguration)

@@ -17,11 +17,16 @@ import Testing
     static func serveFolder(config extra: String = "") throws -> (folder: URL, ports: [Int]) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let ports = try freePorts(3)
+        // Six ports: the three HTTP listeners and the three gRPC ones (whose defaults, 8083, 7070
+        // and 7071, would clash between tests running side by side).
+        let ports = try freePorts(6)
         try """
             inference_address=http://127.0.0.1:\(ports[0])
             management_address=http://127.0.0.1:\(ports[1])
             metrics_address=http://127.0.0.1:\(ports[2])
+            grpc_kserve_address=127.0.0.1:\(ports[3])
+            grpc_inference_port=\(ports[4])
+            grpc_management_port=\(ports[5])
             disable_token_authorization=true
             \(extra)
             """.write(to: folder.appendingPathComponent("config.properties"), atomically: true, encoding: .utf8)
@@ -35,7 +40,8 @@ import Testing
         let inferencePort: Int
         let log: URL
 
-        init(models: String, config extra: String = "", store: TestModelStore) throws {
+        /// - Parameter environment: variables set for the process on top of this one's.
+        init(models: String, config extra: String = "", store: TestModelStore, environment: [String: String] = [:]) throws {
             let ports: [Int]
             (folder, ports) = try ServeProcessTests.serveFolder(config: extra)
             inferencePort = ports[0]
@@ -45,6 +51,9 @@ import Testing
             process.arguments = ["--foreground", "--ncs", "--ts-config", "config.properties", "--model-store", store.root.path,
                                  "--models", models, "--log-dir", folder.appendingPathComponent("logs").path]
             process.currentDirectoryURL = folder
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
             process.standardError = handle

@@ -158,7 +158,7 @@ extension ConfigurationTests {
         let committed = try String(contentsOf: repository.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
         #expect(committed == ServerSettings.referenceMarkdown(),
                 "docs/configuration.md is stale: run `swift run serve --print-config-reference > docs/configuration.md`")
-        #expect(ServerSettings.knownKeys.count == ServerConfiguration.keys.count + HTTPConfiguration.keys.count)
+        #expect(ServerSettings.knownKeys.count == ServerConfiguration.keys.count + HTTPConfiguration.keys.count + GRPCConfiguration.keys.count)
         for key in ServerSettings.knownKeys { #expect(committed.contains("| `\(key)` |")) }
     }
 }

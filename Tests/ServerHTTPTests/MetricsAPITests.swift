@@ -66,4 +66,27 @@ import Testing
             }
         }
     }
+
+    @Test func droppedRequestSeriesExistFromRegistrationAtZero() async throws {
+        let store = try TestModelStore()
+        defer { store.remove() }
+        let registry = PrometheusCollectorRegistry()
+        let server = store.makeServer(registry: registry)
+        defer { server.shutdown() }
+        try await server.register(RegistrationOptions(url: "unet_tiny"))
+        let metrics = HTTPServer.metricsApplication(server: server, registry: registry, host: "127.0.0.1", port: 0, logger: quietLogger)
+        try await metrics.test(.live) { client in
+            try await client.execute(uri: "/metrics?name[]=ts_requests_dropped_total", method: .get) { response in
+                let lines = String(buffer: response.body).split(separator: "\n").filter { !$0.hasPrefix("#") }
+                // A dashboard or alert on drops has its series before the first drop.
+                for reason in ["deadline", "disconnected", "queue_full", "shutdown"] {
+                    let series = "ts_requests_dropped_total{model_name=\"unet_tiny\",model_version=\"1.0\",reason=\"\(reason)\"}"
+                    #expect(lines.contains { $0.hasPrefix(series + " ") && Double($0.split(separator: " ").last ?? "") == 0 }, "\(reason)")
+                }
+            }
+        }
+        // Unregistering removes them with the version's other series.
+        try await server.unregister(model: "unet_tiny", version: "1.0")
+        #expect(!registry.emitToString().contains("ts_requests_dropped_total{model_name=\"unet_tiny\""))
+    }
 }

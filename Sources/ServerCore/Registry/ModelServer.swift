@@ -64,9 +64,18 @@ public final class ModelServer: Sendable {
     ///     back. Without waiting, the version is registered (and in the snapshot) once its archive
     ///     opened, its workers load in the background, and failed ones are replaced with backoff.
     /// - Returns: the new version's description.
+    /// - Throws: `notPersisted` when the snapshot could not be written; the version is then not registered.
     @discardableResult
     public func register(_ options: RegistrationOptions, atStartup: Bool = false, wait: Bool = true) async throws -> ModelDescription {
+        try await register(options, atStartup: atStartup, wait: wait, persisting: true)
+    }
+
+    /// `register`, writing the snapshot afterwards unless `persisting` is false (a snapshot's own
+    /// versions as they are restored: the file already holds them, and writing the registry
+    /// while it is half restored would drop the rest if the process died then).
+    private func register(_ options: RegistrationOptions, atStartup: Bool, wait: Bool, persisting: Bool) async throws -> ModelDescription {
         let version = try await prepare(options)
+        let previousDefault = registry.defaultVersion(of: version.name)
         do {
             try registry.insert(version, atStartup: atStartup)
         } catch {
@@ -75,14 +84,15 @@ public final class ModelServer: Sendable {
         }
         if configuredModel(version)?.defaultVersion == true { try? registry.setDefault(model: version.name, version: version.version) }
         let workers = version.settings.minWorkers
+        let change = "register \(version.name) version \(version.version)"
         if wait {
             try await startOrRollBack(version, workers: workers)
             version.superviseWorkers()
+            if persisting { try persistOrRollBack(version, change: change, previousDefault: previousDefault) }
             logger.info("registered \(version.name) version \(version.version) with \(workers) workers")
-            try snapshots.persist(registry)
         } else {
             version.superviseWorkers()
-            try snapshots.persist(registry)
+            if persisting { try persistOrRollBack(version, change: change, previousDefault: previousDefault) }
             logger.info("registered \(version.name) version \(version.version); \(workers) workers loading")
             Task { [logger] in
                 do {
@@ -112,8 +122,9 @@ public final class ModelServer: Sendable {
             let handler = try HandlerFactory.make(opened, pixelLimit: configuration.pixelLimit)
             // Archive (model config) → the config's `models` key → the registration.
             let configured = configuration.modelSettings[name]?[opened.version]?.settings
-            let settings = ModelSettings(config: opened.config, defaults: configuration,
+            var settings = ModelSettings(config: opened.config, defaults: configuration,
                                          layers: [configured, options.settings].compactMap { $0 })
+            try AOTInductorServing.adapt(opened, settings: &settings)
             return ModelVersion(
                 name: name, version: opened.version, modelURL: options.url, storedArchive: downloaded ? source.lastPathComponent : nil,
                 archive: opened, handler: handler, handlerOverride: options.handler, settings: settings,
@@ -138,12 +149,30 @@ public final class ModelServer: Sendable {
         do {
             try await version.scale(to: workers)
         } catch {
-            registry.remove(version)
-            version.shutdown()
-            version.metrics.destroy()
-            ArchiveLocator.discardUnpacked(version.archive)
+            rollBack(version)
             throw error
         }
+    }
+
+    /// Writes the snapshot after `version` was registered; if it cannot be written, the version
+    /// leaves the registry again (the model's default back to `previousDefault`) and the error is rethrown.
+    private func persistOrRollBack(_ version: ModelVersion, change: String, previousDefault: String?) throws(ModelServerError) {
+        do {
+            try snapshots.persist(registry, change: change)
+        } catch {
+            rollBack(version)
+            if let previousDefault { try? registry.setDefault(model: version.name, version: previousDefault) }
+            throw error
+        }
+    }
+
+    /// Takes a version that was never acknowledged out of the registry, with its workers, metric
+    /// series and unpacked files.
+    private func rollBack(_ version: ModelVersion) {
+        registry.remove(version)
+        version.shutdown()
+        version.metrics.destroy()
+        ArchiveLocator.discardUnpacked(version.archive)
     }
 
     // MARK: Inference
@@ -222,8 +251,14 @@ public final class ModelServer: Sendable {
     /// - Parameter wait: wait until new workers are READY (or failed).
     public func scale(model: String, version: String? = nil, minWorkers: Int, maxWorkers: Int, wait: Bool) async throws {
         let target = try resolve(model: model, version: version)
+        let previous = target.settings
         target.updateSettings { $0.apply(ModelSettings.Override(minWorkers: minWorkers, maxWorkers: maxWorkers)) }
-        try snapshots.persist(registry)
+        do {
+            try snapshots.persist(registry, change: "scale \(model) version \(target.version) to \(minWorkers) workers")
+        } catch {
+            target.updateSettings { $0 = previous }
+            throw error
+        }
         if wait {
             try await target.scale(to: minWorkers)
         } else {
@@ -239,17 +274,30 @@ public final class ModelServer: Sendable {
 
     /// Makes `version` the one requests that name no version get.
     public func setDefault(model: String, version: String) throws(ModelServerError) {
+        let previous = registry.defaultVersion(of: model)
         try registry.setDefault(model: model, version: version)
+        do {
+            try snapshots.persist(registry, change: "set the default of \(model) to version \(version)")
+        } catch {
+            if let previous { try? registry.setDefault(model: model, version: previous) }
+            throw error
+        }
         logger.info("default version of \(model) is now \(version)")
-        try snapshots.persist(registry)
     }
 
     /// Unregisters a model's default version, or `version`. New requests get 404 at once;
     /// queued and running ones finish (up to `drainTimeout`, the rest are answered 503).
     /// Refuses to remove the default version while other versions remain.
     public func unregister(model: String, version: String? = nil, drainTimeout: Duration = .seconds(120)) async throws(ModelServerError) {
+        let before = registry.entry(model)
         let target = try registry.detachForUnregister(model: model, version: version)
-        try snapshots.persist(registry)
+        do {
+            try snapshots.persist(registry, change: "unregister \(model) version \(target.version)")
+        } catch {
+            registry.reinstate(target, at: before.versions.firstIndex { $0 === target } ?? before.versions.count,
+                               asDefault: before.defaultVersion == target.version, atStartup: before.atStartup)
+            throw error
+        }
         await retire(target, timeout: drainTimeout)
         logger.info("unregistered \(model) version \(target.version)")
     }
@@ -264,10 +312,12 @@ public final class ModelServer: Sendable {
 
     /// Replaces the default version of `model` without downtime: loads the archive at `url`
     /// with the default's settings and warms it up, makes it the default atomically, then
-    /// drains and unregisters the old default. A failed load leaves the old version serving.
+    /// drains and unregisters the old default. A failed load, or a snapshot that cannot be
+    /// written, leaves the old version serving.
     /// - Returns: the old and the new version.
     public func swap(model: String, url: String, drainTimeout: Duration = .seconds(120)) async throws -> (old: String, new: String) {
         let old = try resolve(model: model, version: nil)
+        let before = registry.entry(model)
         var settings = ModelSettings.Override(old.settings)
         settings.minWorkers = max(1, old.settings.minWorkers)
         let candidate = try await prepare(RegistrationOptions(url: url, modelName: model, settings: settings))
@@ -281,8 +331,17 @@ public final class ModelServer: Sendable {
         try await startOrRollBack(candidate, workers: candidate.settings.minWorkers)
         candidate.superviseWorkers()
         registry.promote(candidate, replacing: old)
+        do {
+            try snapshots.persist(registry, change: "swap \(model) version \(old.version) for \(candidate.version)")
+        } catch {
+            registry.reinstate(old, at: before.versions.firstIndex { $0 === old } ?? 0, asDefault: true,
+                               atStartup: before.atStartup, removing: candidate)
+            candidate.shutdown()
+            candidate.metrics.destroy()
+            ArchiveLocator.discardUnpacked(candidate.archive)
+            throw error
+        }
         logger.info("swapped \(model): version \(candidate.version) is default, draining \(old.version)")
-        try snapshots.persist(registry)
         await retire(old, timeout: drainTimeout)
         return (old.version, candidate.version)
     }
@@ -295,6 +354,7 @@ public final class ModelServer: Sendable {
     }
 
     /// Registers every model version of a snapshot with its settings and restores the defaults.
+    /// The snapshot is not written meanwhile: the file already holds these versions.
     /// - Returns: what failed to load, by model (the rest are registered).
     public func restore(_ snapshot: Snapshot) async -> [(model: String, reason: String)] {
         var failures: [(model: String, reason: String)] = []
@@ -302,7 +362,7 @@ public final class ModelServer: Sendable {
             for version in model.versions {
                 do {
                     try version.settings.validate()
-                    try await register(version.registration(model: model.name), atStartup: true)
+                    try await register(version.registration(model: model.name), atStartup: true, wait: true, persisting: false)
                 } catch {
                     failures.append((model.name, "version \(version.version) from \(version.url): \(error)"))
                 }

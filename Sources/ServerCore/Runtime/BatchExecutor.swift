@@ -1,5 +1,6 @@
 import Logging
 import Torch
+import Tracing
 
 /// Runs one batch of a model version's jobs on a loaded module and answers every job, after
 /// TorchServe's BatchAggregator: drops jobs past their deadline or whose client has gone,
@@ -9,15 +10,18 @@ import Torch
 struct BatchExecutor: Sendable {
     /// The model's name, as errors show it.
     let name: String
+    /// The model and version its spans name.
+    let model: ModelIdentity
     let handler: any Handler
     let metrics: ModelMetrics
     let logger: Logger
     /// Called with the time from arrival to answer of each job answered with a response.
     let answered: @Sendable (Duration) -> Void
 
-    init(name: String, handler: any Handler, metrics: ModelMetrics, logger: Logger,
+    init(name: String, version: String = "", handler: any Handler, metrics: ModelMetrics, logger: Logger,
          answered: @escaping @Sendable (Duration) -> Void = { _ in }) {
         self.name = name
+        model = ModelIdentity(name: name, version: version)
         self.handler = handler
         self.metrics = metrics
         self.logger = logger
@@ -26,16 +30,17 @@ struct BatchExecutor: Sendable {
 
     /// Prepares each job (as its mode asks), runs one forward per group of stackable inputs, answers each job.
     /// - Parameter worker: records a failed forward pass, when the batch runs on a worker.
-    func process(_ batch: [InferenceJob], on module: ScriptModule, by worker: Worker? = nil) {
+    func process(_ batch: [InferenceJob], on module: any InferenceModule, by worker: Worker? = nil) {
         // Jobs that stack share a group, in arrival order; a job that runs alone is a group of one.
         var groups: [[(InferenceJob, PreparedInput)]] = []
         var groupOfKey: [[[Int]]: Int] = [:]
         let now = ContinuousClock.now
-        let stages = StageClock(metrics: metrics)
+        let stages = StageClock(metrics: metrics, model: model)
         metrics.batchSize.record(batch.count)
         for job in batch where !job.isFinished {
             let waited = now - job.enqueuedAt
             metrics.record(.queue, waited)
+            job.trace?.record(.queue, from: job.enqueuedAt, to: now, model: model)
             metrics.queueLatency.increment(by: Int64(nanoseconds(waited) / 1000))
             if job.deadline <= now {
                 metrics.dropped(.deadline)
@@ -48,6 +53,7 @@ struct BatchExecutor: Sendable {
                 continue
             }
             do {
+                stages.trace = job.trace
                 stages.beginStep()
                 let prepared = try handler.prepare(job.request, stages: stages)
                 stages.endStep(whole: .preprocess, rest: .preprocess)
@@ -72,9 +78,10 @@ struct BatchExecutor: Sendable {
     }
 
     /// One forward on the joined inputs of `group`, then each job's rows postprocessed and answered.
-    private func run(_ group: [(InferenceJob, PreparedInput)], on module: ScriptModule, by worker: Worker?) {
+    private func run(_ group: [(InferenceJob, PreparedInput)], on module: any InferenceModule, by worker: Worker?) {
         let output: ModuleOutput
         let totalRows = group.reduce(0) { $0 + $1.1.rows }
+        var span: (any Span)?
         do {
             var inputs: [Tensor] = []
             switch handler.inputForm {
@@ -90,9 +97,14 @@ struct BatchExecutor: Sendable {
                 }
             }
             let started = ContinuousClock.now
+            span = forwardSpan(group.map(\.0), rows: totalRows, device: module.device.description)
             output = try Self.forward(inputs, form: handler.inputForm, on: module)
+            span?.end()
             metrics.record(.forward, .now - started)
         } catch {
+            span?.recordError(error)
+            span?.setStatus(SpanStatus(code: .error))
+            span?.end()
             let message = error.summary
             // Tensors the caller chose (`.forward` requests) that the model rejects are the caller's to fix: 400.
             if group.allSatisfy({ if case .forward = $0.0.request.mode { true } else { false } }) {
@@ -109,9 +121,10 @@ struct BatchExecutor: Sendable {
             return
         }
         var row = 0
-        let stages = StageClock(metrics: metrics)
+        let stages = StageClock(metrics: metrics, model: model)
         for (job, prepared) in group {
             do {
+                stages.trace = job.trace
                 stages.beginStep()
                 let slice = group.count == 1 ? output
                     : handler.inputForm == .imageList ? output.images(row, count: prepared.rows, batch: totalRows)
@@ -132,7 +145,7 @@ struct BatchExecutor: Sendable {
     /// Runs `module` on float32 inputs: a module converted to a lower precision gets its
     /// floating-point inputs in that type and gives float32 back, so handlers see no difference.
     /// An `.imageList` model gets the inputs as one list (and is never converted).
-    static func forward(_ inputs: [Tensor], form: ModelInputForm = .batched, on module: ScriptModule) throws(TorchError) -> ModuleOutput {
+    static func forward(_ inputs: [Tensor], form: ModelInputForm = .batched, on module: any InferenceModule) throws(TorchError) -> ModuleOutput {
         if form == .imageList { return try module.forward(list: inputs) }
         let floatType = module.floatType
         guard floatType != .float32 else { return try module.forward(inputs) }

@@ -62,14 +62,19 @@ public final class StageClock {
     private var last: ContinuousClock.Instant
     private var marked = false
     private let metrics: ModelMetrics?
+    /// The model the spans of a traced request name.
+    private let model: ModelIdentity?
+    /// The request whose step runs now, when it is traced: each stage marked becomes a span of it.
+    var trace: RequestTrace?
 
     /// A clock that records nothing, for calling handlers outside a worker.
     public convenience init() {
         self.init(metrics: nil)
     }
 
-    init(metrics: ModelMetrics?) {
+    init(metrics: ModelMetrics?, model: ModelIdentity? = nil) {
         self.metrics = metrics
+        self.model = model
         last = .now
     }
 
@@ -89,6 +94,7 @@ public final class StageClock {
     public func mark(_ stage: Stage) {
         let now = ContinuousClock.now
         metrics?.record(stage, now - last)
+        if let trace, let model { trace.record(stage, from: last, to: now, model: model) }
         last = now
         marked = true
     }
@@ -122,6 +128,11 @@ final class ModelMetrics: Sendable {
                 label: MetricName.stageDuration, dimensions: dimensions + [("stage", stage.rawValue)], factory: factory)
         }
         self.stages = stages
+        // Every reason's series exists from registration on, at 0, so a dashboard or an alert on
+        // drops sees the series before the first drop.
+        for reason in DropReason.allCases {
+            _ = Counter(label: MetricName.requestsDropped, dimensions: dimensions + [("reason", reason.rawValue)], factory: factory)
+        }
     }
 
     func record(_ stage: Stage, _ duration: Duration) {

@@ -42,9 +42,9 @@ final class ModelVersion: Sendable {
         var logger = logger
         logger[metadataKey: "model"] = "\(name)/\(version)"
         self.logger = logger
-        let loader = ModuleLoader(file: archive.serializedFile, handler: handler, logger: logger)
+        let loader = ModuleLoader(file: archive.serializedFile, package: archive.aotInductor, handler: handler, logger: logger)
         self.loader = loader
-        executor = BatchExecutor(name: name, handler: handler, metrics: metrics, logger: logger,
+        executor = BatchExecutor(name: name, version: version, handler: handler, metrics: metrics, logger: logger,
                                  answered: { loader.recordAnswer(after: $0) })
         pool = WorkerPool(name: name, settings: settings, queue: queue, loader: loader, executor: executor, placement: placement,
                           allocateWorkerID: allocateWorkerID, restartDelay: restartDelay, logger: logger)
@@ -95,8 +95,10 @@ final class ModelVersion: Sendable {
         let deadline = arrived.advanced(by: timeout)
         var request = request
         request.deadline = deadline
+        let trace = RequestTrace.current
         return try await withCheckedThrowingContinuation { continuation in
-            let job = InferenceJob(request: request, arrivedAt: arrived, deadline: deadline, metrics: metrics, continuation: continuation)
+            let job = InferenceJob(request: request, arrivedAt: arrived, deadline: deadline, metrics: metrics, trace: trace,
+                                   continuation: continuation)
             do throws(ModelServerError) {
                 try queue.enqueue(job, model: name)
                 job.armDeadline(model: name)
