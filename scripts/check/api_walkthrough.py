@@ -544,6 +544,7 @@ model_store={store}
 enable_model_api={'true' if enable_model_api else 'false'}
 disable_token_authorization=false
 max_request_size=100000
+enable_grpc=false
 job_queue_size=4
 default_workers_per_model=1
 drain_delay=1

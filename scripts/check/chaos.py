@@ -359,7 +359,9 @@ class Server:
                     "management_address": f"http://{HOST}:{self.ports['management']}",
                     "metrics_address": f"http://{HOST}:{self.ports['metrics']}",
                     "model_store": self.store, "enable_model_api": "true", "disable_token_authorization": "true",
-                    "default_workers_per_model": "1", "drain_delay": "0", "graceful_shutdown_timeout": "10"}
+                    "default_workers_per_model": "1", "drain_delay": "0", "graceful_shutdown_timeout": "10",
+                    # gRPC's fixed default ports would clash with another server running here.
+                    "enable_grpc": "false"}
         settings.update({k: str(v) for k, v in config.items()})
         with open(self.config_path, "w") as handle:
             handle.write("# written by scripts/check/chaos.py\n" + "".join(f"{k}={v}\n" for k, v in settings.items()))

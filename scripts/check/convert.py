@@ -184,7 +184,7 @@ def serve_check(work, serve, python, store, eager):
         handle.write(f"inference_address=http://{HOST}:{ports['inference']}\n"
                      f"management_address=http://{HOST}:{ports['management']}\n"
                      f"metrics_address=http://{HOST}:{ports['metrics']}\n"
-                     f"model_store={store}\ndisable_token_authorization=true\ndefault_workers_per_model=1\n")
+                     f"model_store={store}\ndisable_token_authorization=true\ndefault_workers_per_model=1\nenable_grpc=false\n")
     pid_file = os.path.join(work, "logs", "serve.pid")
     code, out = run([serve, "--start", "--ncs", "--ts-config", config, "--model-store", store,
                      "--models", "densenet=densenet.mar,fastunet=fastunet.mar"], cwd=work)

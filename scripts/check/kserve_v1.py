@@ -168,7 +168,7 @@ def main():
     with open(config, "w") as handle:
         handle.write(f"# written by scripts/check/kserve_v1.py\ninference_address=http://{HOST}:{ports[0]}\n"
                      f"management_address=http://{HOST}:{ports[1]}\nmetrics_address=http://{HOST}:{ports[2]}\n"
-                     f"model_store={store}\ndisable_token_authorization=false\n")
+                     f"model_store={store}\ndisable_token_authorization=false\nenable_grpc=false\n")
 
     def serve(*flags):
         done = subprocess.run([args.serve, *flags], cwd=work, capture_output=True, text=True, timeout=600)

@@ -412,7 +412,7 @@ def main():
     with open(config, "w") as handle:
         handle.write(f"# written by scripts/check/mlflow_parity.py\ninference_address=http://{HOST}:{ports['inference']}\n"
                      f"management_address=http://{HOST}:{ports['management']}\nmetrics_address=http://{HOST}:{ports['metrics']}\n"
-                     f"model_store={store}\ndisable_token_authorization=true\ninvocations_model=fortunes\n")
+                     f"model_store={store}\ndisable_token_authorization=true\ninvocations_model=fortunes\nenable_grpc=false\n")
 
     def serve(*flags):
         done = subprocess.run([args.serve, *flags], cwd=work, capture_output=True, text=True, timeout=600)

@@ -39,6 +39,7 @@ class SampleServer:
         with open(os.path.join(self.folder, "config.properties"), "w") as handle:
             for name, port in ports.items():
                 handle.write(f"{name}_address=http://{HOST}:{port}\n")
+            handle.write("enable_grpc=false\n")  # its fixed default ports would clash with another server
         for name, port in ports.items():
             setattr(self, name, f"http://{HOST}:{port}")
         command = [self.serve, "--foreground", "--ncs", "--model-store", os.path.join(REPO, "model_store"),
