@@ -247,6 +247,8 @@ let package = Package(
             dependencies: [
                 "ServerGRPC", "ServerHTTP", "ServerCore", "TestFixtures", "ServerTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
