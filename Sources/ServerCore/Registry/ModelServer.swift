@@ -362,7 +362,7 @@ public final class ModelServer: Sendable {
             for version in model.versions {
                 do {
                     try version.settings.validate()
-                    try await register(version.registration(model: model.name), atStartup: true, wait: true, persisting: false)
+                    _ = try await register(version.registration(model: model.name), atStartup: true, wait: true, persisting: false)
                 } catch {
                     failures.append((model.name, "version \(version.version) from \(version.url): \(error)"))
                 }
