@@ -77,7 +77,7 @@ enum MLflowRequest {
     static func mediaTypeAndParameters(_ contentType: String) -> (mediaType: String, parameters: [(name: String, value: String)]) {
         let parts = contentType.split(separator: ";", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         let parameters = parts.dropFirst().filter { !$0.isEmpty }.map { part in
-            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             return (name: pair[0].lowercased(), value: pair.count > 1 ? pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : "")
         }
         return ((parts.first ?? "").lowercased(), parameters)

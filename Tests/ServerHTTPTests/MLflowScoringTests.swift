@@ -4,7 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Prometheus
 import ServerCore
-import ServerHTTP
+@testable import ServerHTTP
 import ServerTestSupport
 import TestFixtures
 import Testing
@@ -411,5 +411,16 @@ import Testing
                 #expect(((try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [Any])?.count == 1)
             }
         }
+    }
+}
+
+/// Found by FuzzRequestBodies: a Content-Type parameter that is only `=` trapped (index out of
+/// range) and killed the server; it is now an empty-named parameter, refused like any other.
+@Suite struct MLflowContentTypeRegressionTests {
+    @Test func aParameterWithoutANameIsReadNotTrapped() {
+        let parsed = MLflowRequest.mediaTypeAndParameters("application/json;= ;;;;charset=utf-8")
+        #expect(parsed.mediaType == "application/json")
+        #expect(parsed.parameters.map(\.name) == ["", "charset"])
+        #expect(throws: MLflowError.self) { try MLflowRequest.checkParameters("application/json;=") }
     }
 }
