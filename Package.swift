@@ -5,8 +5,7 @@ import PackageDescription
 // libtorch location. Default: Debian's `libtorch-dev` (headers under /usr/include, libraries on
 // the default linker path). Set LIBTORCH_DIR to a folder with `include/` and `lib/` (for example
 // a PyTorch wheel's `torch/` folder, which carries a CUDA build) to build against that instead;
-// a folder without `libtorch.so` (the CPU libraries `scripts/setup --libtorch pytorch` extracts)
-// links only `torch_cpu` and `c10`.
+// a folder without `libtorch.so` links only `torch_cpu` and `c10`.
 // LIBTORCH_CXX11_ABI=0|1 sets `_GLIBCXX_USE_CXX11_ABI` for libtorch builds that need it.
 let environment = Context.environment
 let libtorchDir = environment["LIBTORCH_DIR"].flatMap { $0.isEmpty ? nil : $0 }
@@ -21,7 +20,12 @@ if let dir = libtorchDir {
     func library(_ name: String) -> [String] { ["-Xlinker", "\(dir)/lib/lib\(name).so"] }
     let hasTorch = FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch.so")
     torchLibraries = []
-    torchLinkFlags += (hasTorch ? ["torch", "torch_cpu", "c10"] : ["torch_cpu", "c10"]).flatMap(library)
+    // libtorch.so is kept even though nothing references it: an AOTInductor package's shared
+    // object names it, and finds it loaded (for a CPU extraction, setup's stand-in).
+    if hasTorch {
+        torchLinkFlags += ["-Xlinker", "--no-as-needed"] + library("torch") + ["-Xlinker", "--as-needed"]
+    }
+    torchLinkFlags += ["torch_cpu", "c10"].flatMap(library)
     torchLinkFlags += ["-Xlinker", "-rpath", "-Xlinker", "\(dir)/lib"]
     if FileManager.default.fileExists(atPath: "\(dir)/lib/libtorch_cuda.so") {
         // The CUDA kernels register themselves from a library nothing references directly.

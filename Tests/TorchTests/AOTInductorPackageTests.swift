@@ -39,6 +39,16 @@ import Torch
         #expect(try #require(package.forward([try unetInput(batch: 2)]).firstTensor).shape == [1, 5, 96, 128])
     }
 
+    /// Compiled with default settings, as a user's package would be: its shared object names
+    /// libtorch.so, which the process must already have loaded (on the CPU extraction, the
+    /// stand-in scripts/setup builds; on Debian's build the package is refused before that).
+    @Test(.enabled(if: TorchRuntime.canLoadAOTInductor))
+    func packageCompiledWithDefaultSettingsLoads() throws {
+        let package = try AOTInductorPackage(contentsOf: Fixtures.url("models/unet_tiny_aoti_default.pt2"))
+        let reference = try Tensor.copying(try readFloats("models/unet_output.f32"), shape: [1, 5, 96, 128])
+        #expect(try #require(package.forward([try unetInput()]).firstTensor).maxAbsDifference(reference) < 1e-4)
+    }
+
     @Test(.enabled(if: !TorchRuntime.canLoadAOTInductor))
     func debianBuildSaysWhichBuildLoadsAPackage() throws {
         let error = #expect(throws: TorchError.self) { try AOTInductorPackage(contentsOf: Self.dynamic) }
