@@ -155,8 +155,10 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "ServerHTTP", "ServerGRPC", "ServerCore", "Torch",
+                "ServerHTTP", "ServerGRPC", "ServerCore", "Torch", "ArchiverCommand",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -165,14 +167,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "archiver",
+        .target(
+            name: "ArchiverCommand",
             dependencies: [
                 "ModelArchive", "Torch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "archiver", dependencies: ["ArchiverCommand"], swiftSettings: swiftSettings),
         // Benchmark: the raw forward-pass floor (scripts/bench runs it; not part of the tests).
         .executableTarget(name: "forward-bench", dependencies: ["Torch"], swiftSettings: swiftSettings),
         // Tests. Committed fixtures live in Tests/Fixtures; TestFixtures finds them.

@@ -1,8 +1,7 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
 import ServerCore
 import ServerHTTP
 import Torch
@@ -151,16 +150,16 @@ enum Daemon {
     }
 
     /// What `/ping` says: 200, 503 with its reason, or no answer.
+    /// Through AsyncHTTPClient, not URLSession: FoundationNetworking would tie `serve` to libcurl,
+    /// which a build with the static Swift standard library (scripts/cuda/bundle) must then link.
     static func health(_ address: HTTPConfiguration.Address) async -> Health {
-        guard let url = URL(string: "http://\(address.host):\(address.port)/ping") else { return .unreachable }
-        var request = URLRequest(url: url)
-        request.timeoutInterval = 2
-        guard let (body, response) = try? await URLSession.shared.data(for: request),
-              let status = (response as? HTTPURLResponse)?.statusCode
+        let request = HTTPClientRequest(url: "http://\(address.host):\(address.port)/ping")
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)),
+              let body = try? await response.body.collect(upTo: 64 * 1024)
         else { return .unreachable }
-        if status == 200 { return .healthy }
-        let json = try? JSONSerialization.jsonObject(with: body) as? [String: Any]
-        return .unhealthy(reason: json?["reason"] as? String ?? "HTTP \(status)")
+        if response.status == .ok { return .healthy }
+        let json = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+        return .unhealthy(reason: json?["reason"] as? String ?? "HTTP \(response.status.code)")
     }
 
     /// Sends SIGTERM to the server of the pid file and waits for it to drain and exit.

@@ -1,3 +1,4 @@
+import ArchiverCommand
 import ArgumentParser
 import Foundation
 import Hummingbird
@@ -9,10 +10,15 @@ import ServerGRPC
 import ServiceLifecycle
 
 /// The entry point. `serve --start` forks the server off before anything else starts a thread
-/// (see `Serve.launch()`); then the command runs under Swift concurrency.
+/// (see `Serve.launch()`); then the command runs under Swift concurrency. Called as `archiver`
+/// (a link to this binary, as in the CUDA bundle), it is the archiver.
 @main
 enum ServeMain {
     static func main() {
+        if let name = CommandLine.arguments.first, URL(fileURLWithPath: name).lastPathComponent == "archiver" {
+            ArchiverCommandLine.main()
+            return
+        }
         let work: @Sendable () async throws -> Void
         do {
             work = try Serve.parse().launch()

@@ -92,8 +92,9 @@ import Testing
             return (status, String(decoding: data, as: UTF8.self))
         }
 
-        /// Polls `/ping` until it answers at all (listening) within `seconds`.
-        func waitForListener(seconds: Double = 60) async throws -> (status: Int, body: String) {
+        /// Polls `/ping` until it answers at all (listening) within `seconds`. 120 s: with the whole
+        /// suite running beside it on two cores, a debug `serve` once took over 60 s to listen.
+        func waitForListener(seconds: Double = 120) async throws -> (status: Int, body: String) {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
                 if let answer = await get("/ping") { return answer }

@@ -346,6 +346,12 @@ def run(bundle):
     print(f"bundle {bundle}; torch {torch.__version__} (CUDA {torch.version.cuda}) at "
           f"{os.path.dirname(torch.__file__)}; {torch.cuda.get_device_name(0) if gpu else no_gpu}", flush=True)
 
+    archiver = os.path.join(bundle, "bin", "archiver")
+    inspected = subprocess.run([archiver, "inspect", os.path.join(store, "unet.mar")], capture_output=True, text=True)
+    report.line("PASS" if inspected.returncode == 0 and "unet" in inspected.stdout else "FAIL", "archiver",
+                f"bin/archiver inspect unet.mar: exit {inspected.returncode}, "
+                f"{(inspected.stdout or inspected.stderr).strip().splitlines()[0] if (inspected.stdout or inspected.stderr).strip() else 'no output'}")
+
     server = Server(serve, store, "unet=unet.mar,scenes=scenes.mar,detector=detector.mar,fortunes=fortunes.mar,qa=qa.mar")
     try:
         for model in ("unet", "scenes", "detector", "fortunes", "qa"):

@@ -2,9 +2,17 @@ import ArgumentParser
 import Foundation
 import ModelArchive
 
+/// The `archiver` command line, run by the `archiver` executable and by `serve` when it is called
+/// as `archiver` (the CUDA bundle ships one static binary for both, scripts/cuda/bundle).
+public enum ArchiverCommandLine {
+    /// Parses the process's arguments, runs the command and exits as ArgumentParser does.
+    public static func main() {
+        Archiver.main()
+    }
+}
+
 /// `archiver`: packs a TorchScript model into a TorchServe-compatible archive; flags as torch-model-archiver.
 /// An eager-mode model (`--model-file` and a `state_dict`) is converted to TorchScript first.
-@main
 struct Archiver: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "archiver",

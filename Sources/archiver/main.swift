@@ -1,0 +1,3 @@
+import ArchiverCommand
+
+ArchiverCommandLine.main()
