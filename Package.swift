@@ -43,6 +43,20 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// FUZZ_COVERAGE=1 (`scripts/fuzz --ci`, run by CI after the tests): libFuzzer's coverage and
+// AddressSanitizer for the project's own modules that parse outside bytes and for the fuzz
+// targets only. Dependencies keep the flags of the test build, so a CI run recompiles only these
+// modules instead of building everything again with the sanitizers (`scripts/fuzz` without --ci
+// does that, in release, into .build-fuzz, for long runs).
+let fuzzCoverage = environment["FUZZ_COVERAGE"] == "1"
+let fuzzed: [SwiftSetting] = fuzzCoverage ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+let fuzzedC: [CSetting] = fuzzCoverage ? [.unsafeFlags(["-fsanitize=fuzzer-no-link,address"])] : []
+// The targets keep their own `main` (a debug build renames it, and libFuzzer's would clash), which
+// hands over to libFuzzer through CFuzzDriver.
+let fuzzTarget: [SwiftSetting] = fuzzCoverage ? [.unsafeFlags(["-sanitize=fuzzer,address", "-DFUZZ_DRIVER_MAIN"])] : []
+let fuzzDriverC: [CSetting] = fuzzCoverage ? [.define("FUZZ_DRIVER_MAIN")] : []
+let fuzzTargetLink: [LinkerSetting] = fuzzCoverage ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+
 let package = Package(
     name: "swift-model-server",
     platforms: [.macOS(.v15)],
@@ -86,11 +100,12 @@ let package = Package(
         // C: libpng and libjpeg; their setjmp/longjmp error handling stays in here.
         .target(
             name: "CImage",
+            cSettings: fuzzedC,
             linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
         ),
         // Native: Swift faces of the C targets.
         .target(name: "Torch", dependencies: ["CTorch"], swiftSettings: swiftSettings),
-        .target(name: "ImageCodec", dependencies: ["CImage"], swiftSettings: swiftSettings),
+        .target(name: "ImageCodec", dependencies: ["CImage"], swiftSettings: swiftSettings + fuzzed),
         // Core.
         .target(
             name: "ModelArchive",
@@ -100,7 +115,7 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzed
         ),
         .target(
             name: "ServerCore",
@@ -116,7 +131,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzed
         ),
         // HTTP.
         .target(
@@ -132,7 +147,7 @@ let package = Package(
                 .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzed
         ),
         // gRPC: KServe v2 (Open Inference Protocol) and TorchServe's inference and management APIs.
         // Generated/ is written by scripts/codegen/generate-protos from proto/.
@@ -277,18 +292,22 @@ let package = Package(
         ),
         // Fuzz targets (scripts/fuzz builds them with libFuzzer and AddressSanitizer into .build-fuzz;
         // a plain build makes replayers: `swift run FuzzImage FILE-OR-FOLDER...`).
-        .target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport", swiftSettings: swiftSettings),
+        .target(name: "CFuzzDriver", path: "Tests/Fuzz/CFuzzDriver", cSettings: fuzzDriverC),
+        .target(
+            name: "FuzzSupport", dependencies: ["CFuzzDriver"], path: "Tests/Fuzz/FuzzSupport",
+            swiftSettings: swiftSettings + fuzzTarget
+        ),
         .executableTarget(
             name: "FuzzImage", dependencies: ["FuzzSupport", "ImageCodec"], path: "Tests/Fuzz/FuzzImage",
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzTarget, linkerSettings: fuzzTargetLink
         ),
         .executableTarget(
             name: "FuzzArchive", dependencies: ["FuzzSupport", "ModelArchive"], path: "Tests/Fuzz/FuzzArchive",
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzTarget, linkerSettings: fuzzTargetLink
         ),
         .executableTarget(
             name: "FuzzConfig", dependencies: ["FuzzSupport", "ModelArchive", "ServerCore", "ServerHTTP"],
-            path: "Tests/Fuzz/FuzzConfig", swiftSettings: swiftSettings
+            path: "Tests/Fuzz/FuzzConfig", swiftSettings: swiftSettings + fuzzTarget, linkerSettings: fuzzTargetLink
         ),
         .executableTarget(
             name: "FuzzRequestBodies",
@@ -296,11 +315,11 @@ let package = Package(
                 "FuzzSupport", "ServerCore", "ServerHTTP", "ModelArchive",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Tests/Fuzz/FuzzRequestBodies", swiftSettings: swiftSettings
+            path: "Tests/Fuzz/FuzzRequestBodies", swiftSettings: swiftSettings + fuzzTarget, linkerSettings: fuzzTargetLink
         ),
         .executableTarget(
             name: "FuzzTokenizers", dependencies: ["FuzzSupport", "ServerCore"], path: "Tests/Fuzz/FuzzTokenizers",
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzTarget, linkerSettings: fuzzTargetLink
         ),
     ],
     swiftLanguageModes: [.v6],

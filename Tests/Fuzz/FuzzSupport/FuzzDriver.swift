@@ -1,15 +1,21 @@
+import CFuzzDriver
 import Foundation
 
 /// What the fuzz targets share. Each target defines `LLVMFuzzerTestOneInput`; a fuzzing build
 /// (`scripts/fuzz`: `-DFUZZING -sanitize=fuzzer`) takes its `main` from libFuzzer, and a plain
-/// build gets a `main` from the target that calls ``replay(_:)``.
+/// build gets a `main` from the target that calls ``replay(_:)``. The quick fuzzing build
+/// (`scripts/fuzz --ci`, `-DFUZZ_DRIVER_MAIN`) keeps that `main`, and ``replay(_:)`` hands the
+/// process to libFuzzer instead.
 public enum FuzzDriver {
     /// What libFuzzer calls with each input; returns 0 (non-zero asks libFuzzer to drop the input).
-    public typealias TestOneInput = (UnsafePointer<UInt8>?, Int) -> CInt
+    public typealias TestOneInput = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
 
     /// Runs `target` once over every file named on the command line, and every file directly
     /// inside every folder named (a crash's reproducer, or a corpus folder).
     public static func replay(_ target: TestOneInput) -> Never {
+        #if FUZZ_DRIVER_MAIN
+        exit(fuzz_run_driver(CommandLine.argc, CommandLine.unsafeArgv, target))
+        #endif
         let arguments = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("-") }
         if arguments.isEmpty {
             let name = (CommandLine.arguments.first as NSString?)?.lastPathComponent ?? "fuzz-target"
