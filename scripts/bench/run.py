@@ -12,13 +12,21 @@ weights) it measures
   - RSS with 1 and 4 workers, and the time from `serve --start` to the first prediction.
 It prints a table and writes BENCHMARKS.md (ratios from this one run).
 
+With --libtorch pytorch the server and the Swift floor use the PyTorch 2.11.0 build (libtorch from
+PyPI's wheel, scripts/setup --libtorch pytorch; release build in .build-pytorch) and the Python
+floor that torch (scripts/.cache/pytorch-venv); --libtorch both measures the Debian build and then
+that one in the same run and adds a comparison: each raw forward against the other build, and its
+share of this CPU's float32 peak (GFLOP per forward counted by torch's FlopCounterMode, peak per
+core from the clock and vector width /proc/cpuinfo reports; see cpu_peak()).
+
 With --torchserve the same run also serves the same file with TorchServe 0.12.0 and an equivalent
 Python handler (scripts/bench/torchserve.py: installed into scripts/.cache, best of the
 workers x threads splits, batching off and on), checks that its masks equal ours, and adds the
 issue's ratios against it.
 
 Usage: /usr/bin/python3 scripts/bench/run.py [--seconds 10] [--concurrency 1,4,16] [--models small,reference]
-           [--torchserve [--ts-splits 1x1,2x1,1x2]] [--skip-build] [--output BENCHMARKS.md]
+           [--libtorch debian|pytorch|both] [--bfloat16] [--torchserve [--ts-splits 1x1,2x1,1x2]]
+           [--skip-build] [--output BENCHMARKS.md]
 Not part of the tests; needs wrk (apt-get install wrk) and Debian's python3-torch.
 """
 import argparse
@@ -36,7 +44,16 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "scripts", "bench")
 CACHE = os.path.join(ROOT, "scripts", ".cache", "bench")
-RELEASE = os.path.join(ROOT, ".build", "release")
+# The two builds: where `swift build -c release` puts them, and the Python whose torch is the same
+# libtorch version (the Python floor).
+BUILDS = {
+    "debian": {"title": "Debian's libtorch 1.13.1", "release": os.path.join(ROOT, ".build", "release"),
+               "scratch": [], "python": "/usr/bin/python3"},
+    "pytorch": {"title": "PyTorch 2.11.0's libtorch (PyPI wheel)", "release": os.path.join(ROOT, ".build-pytorch", "release"),
+                "scratch": ["--scratch-path", ".build-pytorch"],
+                "python": os.path.join(ROOT, "scripts", ".cache", "pytorch-venv", "bin", "python")},
+}
+RELEASE = BUILDS["debian"]["release"]
 IMAGE = os.path.join(ROOT, "model_store", "samples", "scene_0.png")
 # The normalisation of the sample U-Net (model_store/unet.mar) and our image_segmenter's default;
 # written into the benchmark archives and given to TorchServe's handler alike.
@@ -76,7 +93,8 @@ def write_archive(folder, model_pt, batch_size, delay, workers=1, precision="flo
 class Server:
     """serve --start in a scratch folder with its own ports; --stop on exit."""
 
-    def __init__(self, store, models):
+    def __init__(self, store, models, build="debian"):
+        self.release = BUILDS[build]["release"]
         self.folder = os.path.join(CACHE, "run")
         shutil.rmtree(self.folder, ignore_errors=True)
         os.makedirs(self.folder)
@@ -84,9 +102,9 @@ class Server:
         with open(os.path.join(self.folder, "config.properties"), "w") as f:
             f.write(f"inference_address=http://127.0.0.1:{self.inference}\n"
                     f"management_address=http://127.0.0.1:{self.management}\n"
-                    f"metrics_address=http://127.0.0.1:{self.metrics}\ndrain_delay=0\n")
+                    f"metrics_address=http://127.0.0.1:{self.metrics}\ndrain_delay=0\nenable_grpc=false\n")
         started = time.time()
-        run([os.path.join(RELEASE, "serve"), "--start", "--ncs", "--disable-token-auth",
+        run([os.path.join(self.release, "serve"), "--start", "--ncs", "--disable-token-auth",
              "--model-store", store, "--models", models], cwd=self.folder)
         first = None
         with open(IMAGE, "rb") as f:
@@ -119,7 +137,7 @@ class Server:
         urllib.request.urlopen(request, timeout=300).read()
 
     def stop(self):
-        subprocess.run([os.path.join(RELEASE, "serve"), "--stop"], cwd=self.folder, capture_output=True)
+        subprocess.run([os.path.join(self.release, "serve"), "--stop"], cwd=self.folder, capture_output=True)
 
 
 def wrk(port, model, concurrency, seconds):
@@ -142,12 +160,12 @@ def drain(port, model):
         print(f" drain {model}: {error}", flush=True)
 
 
-def floor(model_pt, batch, seconds, threads=1, bfloat16=None, python=True):
+def floor(model_pt, batch, seconds, threads=1, bfloat16=None, python=True, build="debian"):
     """Median ms of a forward pass: {"swift plain", "swift optimized"[, "swift bfloat16"][, "python plain"]}
     (a Swift variant that fails gives "swift VARIANT failed": its message). bfloat16 defaults to --bfloat16."""
     bfloat16 = BF16 if bfloat16 is None else bfloat16
     results = {}
-    for line in run([os.path.join(RELEASE, "forward-bench"), model_pt, "--batch", str(batch), "--threads", str(threads),
+    for line in run([os.path.join(BUILDS[build]["release"], "forward-bench"), model_pt, "--batch", str(batch), "--threads", str(threads),
                      "--seconds", str(seconds), "--bfloat16", "1" if bfloat16 else "0"]).splitlines():
         values = parse(line)
         if "median_ms" in values:
@@ -155,7 +173,7 @@ def floor(model_pt, batch, seconds, threads=1, bfloat16=None, python=True):
         else:
             results["swift " + line.split()[1] + " failed"] = line.split(":", 1)[-1].strip()
     if python:
-        python = parse(run(["/usr/bin/python3", os.path.join(BENCH, "python_forward.py"), model_pt, str(batch),
+        python = parse(run([BUILDS[build]["python"], os.path.join(BENCH, "python_forward.py"), model_pt, str(batch),
                             str(threads), str(seconds)]))
         results["python plain"] = python["median_ms"]
     return results
@@ -179,6 +197,82 @@ def prepare_models(names):
     return models
 
 
+def measure_server(build, name, model_pt, args, concurrencies, torchserve):
+    """One model on one build: the raw forward floors, then the server's points (wrk), RSS."""
+    entry = {"floor_b1": floor(model_pt, 1, args.seconds, build=build),
+             f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds, build=build),
+             "floor_b1_t2": floor(model_pt, 1, args.seconds, threads=2, bfloat16=False, python=False, build=build)}
+    print(" floor", entry, flush=True)
+    store = os.path.join(CACHE, "store")
+    shutil.rmtree(store, ignore_errors=True)
+    write_archive(os.path.join(store, "b1"), model_pt, 1, 0)
+    write_archive(os.path.join(store, f"b{args.batch}"), model_pt, args.batch, 5)
+    # Our own split across both cores: 2 workers x 1 intra-op thread (BENCHMARKS.md, BLAS matrix).
+    write_archive(os.path.join(store, "b1w2"), model_pt, 1, 0, workers=2)
+    write_archive(os.path.join(store, f"b{args.batch}w2"), model_pt, args.batch, 5, workers=2)
+    # Both cores for one request at a time: 1 worker x 2 intra-op threads.
+    write_archive(os.path.join(store, "b1t2"), model_pt, 1, 0, threads=2)
+    bf16 = "swift bfloat16" in entry["floor_b1"]
+    if bf16:
+        write_archive(os.path.join(store, "b1bf"), model_pt, 1, 0, precision="bfloat16")
+        write_archive(os.path.join(store, "b1w2bf"), model_pt, 1, 0, workers=2, precision="bfloat16")
+        write_archive(os.path.join(store, f"b{args.batch}w2bf"), model_pt, args.batch, 5, workers=2,
+                      precision="bfloat16")
+    server = Server(store, ",".join(f"{label}={label}" for label in labels(args.batch, bf16)), build=build)
+    try:
+        entry["start_to_first_prediction_s"] = server.start_to_first_prediction
+        entry["load_and_warm_up_s"] = server.load_and_warm_up_s
+        if torchserve:
+            entry["masks"] = torchserve.fetch_masks(server.inference, "b1", torchserve.sample_images())
+        for label in labels(args.batch, bf16):
+            for c in concurrencies:
+                result = wrk(server.inference, label, c, args.seconds)
+                drain(server.inference, label)
+                entry[f"{label}_c{c}"] = result
+                print(f" {label} c={c}", result, flush=True)
+        entry["rss_1_worker_mib"] = server.rss_mib()
+        server.scale("b1", 4)
+        entry["rss_4_workers_mib"] = server.rss_mib()
+    finally:
+        server.stop()
+    return entry
+
+
+def cpu_peak():
+    """This machine's float32 peak per core, from /proc/cpuinfo: the clock it reports ("cpu MHz",
+    the nominal clock in a VM; boost can be higher) x float32 lanes per vector (16 with AVX-512,
+    8 with AVX2) x 2 with FMA (a multiply and an add per lane) x 2 vector FMA units per core (AMD
+    Zen 2 to 4 and Intel cores since Haswell have two; a CPU with one halves the figure)."""
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    mhz = float(re.search(r"cpu MHz\s*:\s*([0-9.]+)", text).group(1))
+    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split())
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
+    fma = 2 if "fma" in flags else 1
+    units = 2
+    family = re.search(r"cpu family\s*:\s*(\d+)", text)
+    return {"mhz": mhz, "lanes": lanes, "fma": fma, "units": units,
+            "gflops_per_core": mhz / 1000 * lanes * fma * units,
+            "flags": sorted(f for f in flags if f.startswith("avx512") or f in ("avx2", "fma", "amx_bf16")),
+            "vendor_family": (re.search(r"vendor_id\s*:\s*(\S+)", text).group(1), int(family.group(1)) if family else None)}
+
+
+def forward_gflop(model_pt):
+    """GFLOP of one forward at batch 1, 96x128, counted by torch's FlopCounterMode (2 per
+    multiply-add of the convolutions and matrix products) in the PyTorch 2 venv; None without it."""
+    python = BUILDS["pytorch"]["python"]
+    if not os.path.exists(python):
+        return None
+    code = ("import sys, torch\nfrom torch.utils.flop_counter import FlopCounterMode\n"
+            "m = torch.jit.load(sys.argv[1]).eval()\n"
+            "with torch.no_grad(), FlopCounterMode(display=False) as c:\n    m(torch.randn(1, 3, 96, 128))\n"
+            "print(c.get_total_flops() / 1e9)")
+    try:
+        return float(run([python, "-c", code, model_pt]).strip().splitlines()[-1])
+    except (subprocess.CalledProcessError, ValueError):
+        return None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -188,7 +282,9 @@ def main():
     parser.add_argument("--torchserve", action="store_true",
                         help="also load TorchServe 0.12.0 on the same file (scripts/bench/torchserve.py)")
     parser.add_argument("--ts-splits", default="1x1,2x1,1x2", help="TorchServe workers x threads splits to try")
-    parser.add_argument("--skip-build", action="store_true", help="use .build/release as it is (smoke tests)")
+    parser.add_argument("--skip-build", action="store_true", help="use the release builds as they are (smoke tests)")
+    parser.add_argument("--libtorch", choices=["debian", "pytorch", "both"], default="debian",
+                        help="which build: Debian's libtorch 1.13 (.build), PyTorch 2.11.0's (.build-pytorch), or both in one run")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also measure model-config precision: bfloat16 (floor; server with batching off"
                              " on 1 and 2 workers, and batching on with 2 workers)")
@@ -204,59 +300,40 @@ def main():
         import torchserve  # scripts/bench/torchserve.py
         print(torchserve.setup(), flush=True)
 
-    if not args.skip_build:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "serve"], cwd=ROOT, check=True)
-        subprocess.run(["swift", "build", "-c", "release", "--product", "forward-bench"], cwd=ROOT, check=True)
+    builds = ["debian", "pytorch"] if args.libtorch == "both" else [args.libtorch]
+    for build in builds:
+        env = dict(os.environ)
+        if build == "pytorch":
+            env["LIBTORCH_DIR"] = run([os.path.join(ROOT, "scripts", "setup"), "--libtorch", "pytorch"], cwd=ROOT).splitlines()[-1]
+        if not args.skip_build:
+            for product in ("serve", "forward-bench"):
+                subprocess.run(["swift", "build", "-c", "release", *BUILDS[build]["scratch"], "--product", product],
+                               cwd=ROOT, check=True, env=env)
     models = prepare_models(args.models)
 
     report = {"cpu": run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"]).split("\n")[:2],
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": {},
+              "peak": cpu_peak(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "builds": {},
+              "gflop": {name: forward_gflop(model_pt) for name, model_pt in models.items()},
               "blas": os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")}
-    for name, model_pt in models.items():
-        print(f"== {name}: {model_pt}", flush=True)
-        entry = {"floor_b1": floor(model_pt, 1, args.seconds), f"floor_b{args.batch}": floor(model_pt, args.batch, args.seconds),
-                 "floor_b1_t2": floor(model_pt, 1, args.seconds, threads=2, bfloat16=False, python=False)}
-        print(" floor", entry, flush=True)
-        store = os.path.join(CACHE, "store")
-        shutil.rmtree(store, ignore_errors=True)
-        write_archive(os.path.join(store, "b1"), model_pt, 1, 0)
-        write_archive(os.path.join(store, f"b{args.batch}"), model_pt, args.batch, 5)
-        # Our own split across both cores: 2 workers x 1 intra-op thread (BENCHMARKS.md, BLAS matrix).
-        write_archive(os.path.join(store, "b1w2"), model_pt, 1, 0, workers=2)
-        write_archive(os.path.join(store, f"b{args.batch}w2"), model_pt, args.batch, 5, workers=2)
-        # Both cores for one request at a time: 1 worker x 2 intra-op threads.
-        write_archive(os.path.join(store, "b1t2"), model_pt, 1, 0, threads=2)
-        bf16 = "swift bfloat16" in entry["floor_b1"]
-        if bf16:
-            write_archive(os.path.join(store, "b1bf"), model_pt, 1, 0, precision="bfloat16")
-            write_archive(os.path.join(store, "b1w2bf"), model_pt, 1, 0, workers=2, precision="bfloat16")
-            write_archive(os.path.join(store, f"b{args.batch}w2bf"), model_pt, args.batch, 5, workers=2,
-                          precision="bfloat16")
-        server = Server(store, ",".join(f"{label}={label}" for label in labels(args.batch, bf16)))
-        try:
-            entry["start_to_first_prediction_s"] = server.start_to_first_prediction
-            entry["load_and_warm_up_s"] = server.load_and_warm_up_s
+    torchserve_runs = {}
+    for build in builds:
+        report["builds"][build] = {"models": {}}
+        for name, model_pt in models.items():
+            print(f"== {name} on the {build} build: {model_pt}", flush=True)
+            entry = measure_server(build, name, model_pt, args, concurrencies, torchserve)
             if torchserve:
-                entry["masks"] = torchserve.fetch_masks(server.inference, "b1", torchserve.sample_images())
-            for label in labels(args.batch, bf16):
-                for c in concurrencies:
-                    result = wrk(server.inference, label, c, args.seconds)
-                    drain(server.inference, label)
-                    entry[f"{label}_c{c}"] = result
-                    print(f" {label} c={c}", result, flush=True)
-            entry["rss_1_worker_mib"] = server.rss_mib()
-            server.scale("b1", 4)
-            entry["rss_4_workers_mib"] = server.rss_mib()
-        finally:
-            server.stop()
-        if torchserve:
-            ts = torchserve.measure(model_pt, name, concurrencies, args.seconds, args.batch, 5,
-                                    torchserve.parse_splits(args.ts_splits), MEAN, STD,
-                                    mask_files=torchserve.sample_images())
-            ts["mask_comparison"] = torchserve.compare_masks(entry["masks"], ts["masks"])
-            print(" " + torchserve.mask_line(ts["mask_comparison"]), flush=True)
-            entry["torchserve"] = ts
-        report["models"][name] = entry
+                # TorchServe (Debian's Python torch 1.13) is measured once per model, against
+                # whichever build runs first; every build's ratios are taken against that run.
+                if name not in torchserve_runs:
+                    ts = torchserve.measure(model_pt, name, concurrencies, args.seconds, args.batch, 5,
+                                            torchserve.parse_splits(args.ts_splits), MEAN, STD,
+                                            mask_files=torchserve.sample_images())
+                    torchserve_runs[name] = ts
+                ts = dict(torchserve_runs[name])
+                ts["mask_comparison"] = torchserve.compare_masks(entry["masks"], ts["masks"])
+                print(" " + torchserve.mask_line(ts["mask_comparison"]), flush=True)
+                entry["torchserve"] = ts
+            report["builds"][build]["models"][name] = entry
     with open(os.path.join(CACHE, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     write_markdown(report, args, concurrencies)
@@ -295,11 +372,16 @@ def write_markdown(report, args, concurrencies):
     command = " ".join(["/usr/bin/python3 scripts/bench/run.py"] + shown)
     lines = ["# Benchmarks", "",
              f"Measured {report['date']} on this project's development machine ({report['cpu'][0].strip()} cores, "
-             f"{report['cpu'][1].split(':')[-1].strip()}), Debian's libtorch 1.13.1 (CPU), BLAS {report['blas']} for both servers, one intra-op thread per worker unless a row says 2 threads, "
+             f"{report['cpu'][1].split(':')[-1].strip()}), "
+             + " and ".join(BUILDS[build]["title"] for build in report["builds"])
+             + f" (CPU); BLAS {report['blas']} for Debian's libtorch and TorchServe, the PyPI libtorch's own statically linked MKL for that build; "
+             "one intra-op thread per worker unless a row says 2 threads, "
              "one worker per model unless a row says 2 workers, wrk with one thread on the same machine. Ratios are from this one run; absolute times on "
              "this shared 2-core machine are noisy and only the ratios are meant to be quoted.", "",
              "Command:", "", "```sh", command.strip(), "```", ""]
-    for name, e in report["models"].items():
+    several = len(report["builds"]) > 1
+    for build, name, e in ((build, name, e) for build, results in report["builds"].items()
+                           for name, e in results["models"].items()):
         f1 = e["floor_b1"]
         best1 = min(f1["swift plain"], f1["swift optimized"])
         fb = e[f"floor_b{b}"]
@@ -310,7 +392,7 @@ def write_markdown(report, args, concurrencies):
         bfb = f" {fb['swift bfloat16']:.2f} |" if bf_head else ""
         f1t2 = e["floor_b1_t2"]
         best1t2 = min(f1t2["swift plain"], f1t2["swift optimized"])
-        lines += [f"## {name} U-Net", "",
+        lines += [f"## {name} U-Net" + (f", {BUILDS[build]['title']}" if several else ""), "",
                   f"| raw forward (median ms) | Swift plain | Swift optimised | Python torch |{bf_head}", f"|---|---|---|---|{bf_rule}",
                   f"| batch 1 | {f1['swift plain']:.2f} | {f1['swift optimized']:.2f} | {f1['python plain']:.2f} |{bf1}",
                   f"| batch {b} | {fb['swift plain']:.2f} | {fb['swift optimized']:.2f} | {fb['python plain']:.2f} |{bfb}",
@@ -340,6 +422,7 @@ def write_markdown(report, args, concurrencies):
                   f"(+{(e['rss_4_workers_mib'] - e['rss_1_worker_mib']) / 3:.1f} MiB per extra worker) | ≤ 50 MiB per worker |", ""]
         if "torchserve" in e:
             lines += torchserve_section(name, e, concurrencies, b)
+    lines += builds_section(report, b)
     # Hand-written analysis below "## Notes" survives a new run.
     path = args.output
     notes = ""
@@ -351,6 +434,60 @@ def write_markdown(report, args, concurrencies):
     with open(path, "w") as f:
         f.write("\n".join(lines) + notes)
     print("\n".join(lines))
+
+
+def builds_section(report, b):
+    """Each raw forward (median ms) per build, the second build against the first, and each
+    forward's share of the CPU's float32 peak; then the server's c=1 p50 and best requests/s."""
+    peak = report["peak"]
+    lines = ["## Raw forward against the CPU's peak" + (" on both libtorch builds" if len(report["builds"]) > 1 else ""), "",
+             f"Peak float32 per core: {peak['gflops_per_core']:.1f} GFLOP/s = {peak['mhz']:.0f} MHz (the clock /proc/cpuinfo "
+             f"reports) × {peak['lanes']} float32 lanes ({'AVX-512' if peak['lanes'] == 16 else 'AVX2'}) × {peak['fma']} "
+             f"(FMA) × {peak['units']} vector FMA units per core. CPU flags: {', '.join(peak['flags'])}. "
+             "GFLOP per forward by torch's FlopCounterMode (2 per multiply-add) at batch 1, 96×128: "
+             + ", ".join(f"{name} {g:.2f}" for name, g in report["gflop"].items() if g) + ". "
+             "Share of peak = GFLOP per image / seconds per image / (peak per core × threads); above 100 % means the "
+             "kernels do fewer multiplications than a direct convolution (Winograd or FFT algorithms), not a faster CPU.", ""]
+    builds = list(report["builds"])
+    head = "| model | forward | " + " | ".join(f"{BUILDS[x]['title']} ms (share of peak)" for x in builds)
+    head += f" | {builds[1]} / {builds[0]} |" if len(builds) == 2 else " |"
+    lines += [head, "|" + "---|" * (len(builds) + 2 + (len(builds) == 2))]
+    for name in report["builds"][builds[0]]["models"]:
+        gflop = report["gflop"].get(name)
+        for key, batch, threads in (("floor_b1", 1, 1), (f"floor_b{b}", b, 1), ("floor_b1_t2", 1, 2)):
+            for variant in ("swift plain", "swift optimized", "swift bfloat16", "python plain"):
+                cells, times = [], []
+                for x in builds:
+                    value = report["builds"][x]["models"][name][key].get(variant)
+                    times.append(value)
+                    if value is None:
+                        failed = report["builds"][x]["models"][name][key].get(variant + " failed")
+                        cells.append("fails" if failed else "—")
+                        continue
+                    share = (f" ({gflop * batch / (value / 1000) / (peak['gflops_per_core'] * threads) * 100:.0f} %)"
+                             if gflop and "bfloat16" not in variant else "")
+                    cells.append(f"{value:.2f}{share}")
+                if all(t is None for t in times):
+                    continue
+                ratio = (f" | {times[1] / times[0]:.2f}" if len(builds) == 2 and None not in times else
+                         " | —" if len(builds) == 2 else "")
+                what = f"{variant.replace('swift ', 'Swift ').replace('python', 'Python')}, batch {batch}" + (", 2 threads" if threads == 2 else "")
+                lines.append(f"| {name} | {what} | " + " | ".join(cells) + ratio + " |")
+    lines += ["", "| model | server (float32) | " + " | ".join(BUILDS[x]["title"] for x in builds) + " |",
+              "|" + "---|" * (len(builds) + 2)]
+    for name in report["builds"][builds[0]]["models"]:
+        p50s, tops = [], []
+        for x in builds:
+            e = report["builds"][x]["models"][name]
+            points = [(k, v) for k, v in e.items() if isinstance(v, dict) and "rps" in v and not k.split("_c")[0].endswith("bf")
+                      and v["errors"] + v["non2xx"] == 0 and v["requests"] > 0]
+            c1 = [v["p50_ms"] for k, v in points if k.endswith("_c1")]
+            best = max(points, key=lambda kv: kv[1]["rps"], default=None)
+            p50s.append(f"{min(c1):.2f} ms" if c1 else "—")
+            tops.append(f"{best[1]['rps']:.1f}/s ({describe(best[0].split('_c')[0], b)}, c={best[0].split('_c')[1]})" if best else "—")
+        lines.append(f"| {name} | best p50 at c=1 | " + " | ".join(p50s) + " |")
+        lines.append(f"| {name} | best requests/s | " + " | ".join(tops) + " |")
+    return lines + [""]
 
 
 def torchserve_section(name, e, concurrencies, b):
