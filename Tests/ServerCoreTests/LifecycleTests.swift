@@ -37,9 +37,7 @@ import Testing
         let registered = try await server.register(RegistrationOptions(url: "flaky"), wait: false)
         #expect(registered.modelName == "flaky")
         var failedID = 0
-        // The load runs on a thread at nice +10: with the whole suite and other work on 2 cores it
-        // has taken over 20 s to be scheduled, so this waits longer than `eventually`'s default.
-        #expect(try await eventually(60) {
+        #expect(try await eventually(loaderWait) {
             guard let worker = try server.describe(model: "flaky")[0].workers.first, worker.status == .failed else { return false }
             failedID = worker.id
             return worker.lastError?.contains("load failed") == true
@@ -52,7 +50,7 @@ import Testing
         let modelFile = store.root.appendingPathComponent("flaky/model.pt")
         try FileManager.default.removeItem(at: modelFile)
         try FileManager.default.copyItem(at: Fixtures.url("models/unet_tiny.pt"), to: modelFile)
-        #expect(try await eventually {
+        #expect(try await eventually(loaderWait) {
             try server.describe(model: "flaky")[0].workers.map(\.status) == [.ready]
         })
         let worker = try #require(try server.describe(model: "flaky")[0].workers.first)
@@ -69,13 +67,13 @@ import Testing
         let server = makeServer(store)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "stuck"), wait: false)
-        #expect(try await eventually { try server.describe(model: "stuck")[0].workers.first?.status == .failed })
+        #expect(try await eventually(loaderWait) { try server.describe(model: "stuck")[0].workers.first?.status == .failed })
 
         // The replacement opens a FIFO with no writer: its load blocks, as on a hung network mount.
         let modelFile = store.root.appendingPathComponent("stuck/model.pt")
         try FileManager.default.removeItem(at: modelFile)
         #expect(mkfifo(modelFile.path, 0o600) == 0)
-        #expect(try await eventually {
+        #expect(try await eventually(loaderWait) {
             try server.describe(model: "stuck")[0].workers.contains { $0.lastError?.contains("startupTimeout (1 s)") == true }
         })
         await #expect(throws: ModelServerError.unavailable("Model stuck version 1.0 has no live worker; scale it up or check its logs")) {
@@ -90,7 +88,7 @@ import Testing
         try FileManager.default.copyItem(at: Fixtures.url("models/unet_tiny.pt"), to: real)
         #expect(rename(real.path, modelFile.path) == 0)
         close(writer)
-        #expect(try await eventually { try server.describe(model: "stuck")[0].workers.map(\.status) == [.ready] })
+        #expect(try await eventually(loaderWait) { try server.describe(model: "stuck")[0].workers.map(\.status) == [.ready] })
         let response = try await server.predict(model: "stuck", request: InferenceRequest(body: try Fixtures.bytes("images/rgb.png")))
         #expect(try mask(response) == (try expectedMask("rgb.png")))
     }

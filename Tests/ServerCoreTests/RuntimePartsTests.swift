@@ -206,7 +206,7 @@ import Torch
         #expect(pool.readyWorkerCount == 3)
         #expect(pool.weightBytesByDevice == [.cpu: weights * 3])
         try await pool.scale(to: 1)
-        #expect(try await eventually { pool.weightBytesByDevice == [.cpu: weights] })
+        #expect(try await eventually(loaderWait) { pool.weightBytesByDevice == [.cpu: weights] })
 
         await pool.drain(timeout: .seconds(5))
         #expect(pool.isRetiring && pool.queue.isIdle)
@@ -238,7 +238,7 @@ import Torch
         // Fix the file: a replacement (after 50 ms, then 50, 100, 150… ms) loads it.
         try FileManager.default.removeItem(at: modelFile)
         try FileManager.default.copyItem(at: Fixtures.url("models/unet_tiny.pt"), to: modelFile)
-        #expect(try await eventually { pool.workerInfos.map(\.status) == [.ready] })
+        #expect(try await eventually(loaderWait) { pool.workerInfos.map(\.status) == [.ready] })
         #expect(try #require(pool.workerInfos.first).id > failed.id)
     }
 }

@@ -61,6 +61,11 @@ public struct TestModelStore: Sendable {
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`.
+/// How long tests wait for something a model loader thread does (load, fail, replace): loads run
+/// at nice +10, and with the whole suite on two cores one took over 20 s to be scheduled (seen
+/// in fresh-clone CI runs on a quiet machine).
+public let loaderWait: Double = 60
+
 public func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
