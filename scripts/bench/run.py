@@ -53,7 +53,6 @@ BUILDS = {
                 "scratch": ["--scratch-path", ".build-pytorch"],
                 "python": os.path.join(ROOT, "scripts", ".cache", "pytorch-venv", "bin", "python")},
 }
-RELEASE = BUILDS["debian"]["release"]
 IMAGE = os.path.join(ROOT, "model_store", "samples", "scene_0.png")
 # The normalisation of the sample U-Net (model_store/unet.mar) and our image_segmenter's default;
 # written into the benchmark archives and given to TorchServe's handler alike.
