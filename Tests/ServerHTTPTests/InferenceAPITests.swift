@@ -139,6 +139,44 @@ import Testing
         }
     }
 
+    /// An empty boundary trapped inside MultipartKit's parser and ended the server (one request
+    /// with `boundary=""`); RFC 2046 boundaries are 1 to 70 characters.
+    @Test func multipartBoundaryEmptyOrOver70CharactersIsRefused() async throws {
+        try await withServer { client, _ in
+            let jpeg = try Fixtures.bytes("images/baseline.jpg")
+            for (boundary, expected) in [("\"\"", HTTPResponse.Status.badRequest), ("\"", .badRequest),
+                                         (String(repeating: "b", count: 71), .badRequest), (String(repeating: "b", count: 70), .ok)] {
+                let delimiter = boundary.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                var body = ByteBuffer(string: "--\(delimiter)\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n")
+                body.writeBytes(jpeg)
+                body.writeString("\r\n--\(delimiter)--\r\n")
+                try await client.execute(uri: "/predictions/unet_tiny", method: .post,
+                                         headers: [.contentType: "multipart/form-data; boundary=\(boundary)"], body: body) { response in
+                    #expect(response.status == expected, "boundary \(boundary)")
+                    if expected == .badRequest {
+                        #expect(String(buffer: response.body).contains("RFC 2046 allows 1 to 70"))
+                    }
+                }
+            }
+            try await client.execute(uri: "/ping", method: .get) { response in #expect(response.status == .ok) }
+        }
+    }
+
+    /// 1 MiB of delimiter and header lines with no empty line: looking for header names again from
+    /// each delimiter was quadratic in the body (hours for this one; found by fuzzing), one pass
+    /// takes milliseconds. MultipartKit then refuses the body as malformed.
+    @Test(.timeLimit(.minutes(1))) func multipartDelimiterLinesWithoutAnEmptyLineAreReadInOnePass() async throws {
+        try await withServer { client, _ in
+            var body = ByteBuffer()
+            while body.readableBytes < 1 << 20 { body.writeString("--b1\r\nA: b\r\n") }
+            try await client.execute(uri: "/predictions/unet_tiny", method: .post,
+                                     headers: [.contentType: "multipart/form-data; boundary=b1"], body: body) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("malformed"))
+            }
+        }
+    }
+
     @Test func multipartDataOrFilePart() async throws {
         try await withServer { client, _ in
             let png = try Fixtures.bytes("images/baseline.jpg")

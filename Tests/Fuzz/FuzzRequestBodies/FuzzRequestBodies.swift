@@ -36,7 +36,8 @@ public func fuzzRequestBodies(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
 }
 
 func multipart(_ body: [UInt8], contentType: String?) {
-    guard let boundary = MultipartPayload.boundary(of: contentType), !boundary.isEmpty else { return }
+    // As InferenceAPI.predict does: any boundary the content type names, an empty one included.
+    guard let boundary = MultipartPayload.boundary(of: contentType) else { return }
     guard let payload = attempt("multipart", { try MultipartPayload.extract(from: ByteBuffer(bytes: body), boundary: boundary) })
     else { return }
     // A `url` part becomes the JSON body the core reads the address from.
