@@ -348,9 +348,9 @@ def run(bundle):
 
     archiver = os.path.join(bundle, "bin", "archiver")
     inspected = subprocess.run([archiver, "inspect", os.path.join(store, "unet.mar")], capture_output=True, text=True)
+    said = (inspected.stdout or inspected.stderr).strip().splitlines()
     report.line("PASS" if inspected.returncode == 0 and "unet" in inspected.stdout else "FAIL", "archiver",
-                f"bin/archiver inspect unet.mar: exit {inspected.returncode}, "
-                f"{(inspected.stdout or inspected.stderr).strip().splitlines()[0] if (inspected.stdout or inspected.stderr).strip() else 'no output'}")
+                f"bin/archiver inspect unet.mar: exit {inspected.returncode}, {said[0] if said else 'no output'}")
 
     server = Server(serve, store, "unet=unet.mar,scenes=scenes.mar,detector=detector.mar,fortunes=fortunes.mar,qa=qa.mar")
     try:
