@@ -14,6 +14,9 @@
 #endif
 
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -191,6 +194,24 @@ ctorch_status ctorch_stop_blas_threads(void) {
         if (auto shutdown = reinterpret_cast<Shutdown>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) {
             if (shutdown() != 0) throw std::runtime_error("OpenBLAS could not stop its threads");
         }
+    });
+}
+
+ctorch_status ctorch_limit_malloc_arenas(int n) {
+    return guarded([&] {
+        if (n < 1) throw std::invalid_argument("arena count must be at least 1, got " + std::to_string(n));
+#if defined(__GLIBC__)
+        if (mallopt(M_ARENA_MAX, n) != 1) throw std::runtime_error("glibc refused M_ARENA_MAX " + std::to_string(n));
+#endif
+    });
+}
+
+ctorch_status ctorch_set_malloc_mmap_threshold(int bytes) {
+    return guarded([&] {
+        if (bytes < 1) throw std::invalid_argument("mmap threshold must be at least 1 byte, got " + std::to_string(bytes));
+#if defined(__GLIBC__)
+        if (mallopt(M_MMAP_THRESHOLD, bytes) != 1) throw std::runtime_error("glibc refused M_MMAP_THRESHOLD " + std::to_string(bytes));
+#endif
     });
 }
 

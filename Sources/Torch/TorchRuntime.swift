@@ -39,4 +39,22 @@ public enum TorchRuntime {
     public static func stopBLASThreads() throws(TorchError) {
         try check(ctorch_stop_blas_threads(), "stopping the BLAS threads")
     }
+
+    /// Caps glibc's malloc, which allocates the tensors, at `count` arenas. By default glibc gives
+    /// threads arenas of their own, up to 8 per core, and an arena keeps the memory its threads
+    /// freed: every thread that ran a forward pass could come to hold a copy of the model's
+    /// working set. For a process about to start its threads; nothing to do with another C library.
+    public static func limitMallocArenas(_ count: Int) throws(TorchError) {
+        guard count >= 1 else { throw TorchError.invalidArgument("malloc arenas must be at least 1, got \(count)") }
+        try check(ctorch_limit_malloc_arenas(Int32(clamping: count)), "capping malloc at \(count) arenas")
+    }
+
+    /// Has glibc's malloc map allocations of `bytes` or more from the system and give them back
+    /// when freed, instead of keeping them in an arena for reuse. By default glibc raises that
+    /// threshold to the largest block freed so far (up to 32 MiB), so after the first forward pass
+    /// a model's activations stay in the arenas and RSS follows where they happen to lie.
+    public static func setMallocMmapThreshold(_ bytes: Int) throws(TorchError) {
+        guard bytes >= 1 else { throw TorchError.invalidArgument("the mmap threshold must be at least 1 byte, got \(bytes)") }
+        try check(ctorch_set_malloc_mmap_threshold(Int32(clamping: bytes)), "setting malloc's mmap threshold to \(bytes) bytes")
+    }
 }

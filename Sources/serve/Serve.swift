@@ -8,6 +8,7 @@ import Prometheus
 import ServerHTTP
 import ServerGRPC
 import ServiceLifecycle
+import Torch
 
 /// The entry point. `serve --start` forks the server off before anything else starts a thread
 /// (see `Serve.launch()`); then the command runs under Swift concurrency. Called as `archiver`
@@ -19,6 +20,7 @@ enum ServeMain {
             ArchiverCommandLine.main()
             return
         }
+        tuneMalloc()
         let work: @Sendable () async throws -> Void
         do {
             work = try Serve.parse().launch()
@@ -34,6 +36,22 @@ enum ServeMain {
             }
         }
         dispatchMain()
+    }
+
+    /// Tensors of a forward pass (tens of MiB for a segmenter) are allocated with glibc's malloc,
+    /// which by default keeps them in the arena of the thread that ran it for reuse, an arena per
+    /// thread up to 8 per core: RSS rose in steps through the soak check, and swung by the size of a
+    /// model's working set with where it lay. Two arenas, and blocks of 1 MiB or more mapped and
+    /// given back at free, bound that (docs/design.md, Host memory). `MALLOC_ARENA_MAX` and
+    /// `MALLOC_MMAP_THRESHOLD_` in the environment, which glibc reads itself, win over these.
+    static func tuneMalloc() {
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            if environment["MALLOC_ARENA_MAX"] == nil { try TorchRuntime.limitMallocArenas(2) }
+            if environment["MALLOC_MMAP_THRESHOLD_"] == nil { try TorchRuntime.setMallocMmapThreshold(1 << 20) }
+        } catch {
+            FileHandle.standardError.write(Data("serve: \(error); malloc keeps glibc's defaults\n".utf8))
+        }
     }
 }
 

@@ -152,6 +152,14 @@ import Testing
         #expect(throws: TorchError.invalidArgument("intra-op threads must be at least 1, got 0")) { try TorchRuntime.setIntraOpThreads(0) }
         #expect(TorchRuntime.version.hasPrefix("1.") || TorchRuntime.version.hasPrefix("2."))
     }
+
+    /// glibc takes the settings (the soak check shows what they do to RSS); 0 is refused.
+    @Test func mallocSettings() throws {
+        try TorchRuntime.limitMallocArenas(16)
+        #expect(throws: TorchError.invalidArgument("malloc arenas must be at least 1, got 0")) { try TorchRuntime.limitMallocArenas(0) }
+        try TorchRuntime.setMallocMmapThreshold(32 << 20)
+        #expect(throws: TorchError.invalidArgument("the mmap threshold must be at least 1 byte, got 0")) { try TorchRuntime.setMallocMmapThreshold(0) }
+    }
 }
 
 /// Each worker thread runs with its own intra-op thread count, whatever threads started later set.
