@@ -206,15 +206,6 @@ ctorch_status ctorch_limit_malloc_arenas(int n) {
     });
 }
 
-ctorch_status ctorch_set_malloc_mmap_threshold(int bytes) {
-    return guarded([&] {
-        if (bytes < 1) throw std::invalid_argument("mmap threshold must be at least 1 byte, got " + std::to_string(bytes));
-#if defined(__GLIBC__)
-        if (mallopt(M_MMAP_THRESHOLD, bytes) != 1) throw std::runtime_error("glibc refused M_MMAP_THRESHOLD " + std::to_string(bytes));
-#endif
-    });
-}
-
 ctorch_status ctorch_set_num_interop_threads(int n) {
     return guarded([&] {
         if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));

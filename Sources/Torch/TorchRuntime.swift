@@ -48,13 +48,4 @@ public enum TorchRuntime {
         guard count >= 1 else { throw TorchError.invalidArgument("malloc arenas must be at least 1, got \(count)") }
         try check(ctorch_limit_malloc_arenas(Int32(clamping: count)), "capping malloc at \(count) arenas")
     }
-
-    /// Has glibc's malloc map allocations of `bytes` or more from the system and give them back
-    /// when freed, instead of keeping them in an arena for reuse. By default glibc raises that
-    /// threshold to the largest block freed so far (up to 32 MiB), so after the first forward pass
-    /// a model's activations stay in the arenas and RSS follows where they happen to lie.
-    public static func setMallocMmapThreshold(_ bytes: Int) throws(TorchError) {
-        guard bytes >= 1 else { throw TorchError.invalidArgument("the mmap threshold must be at least 1 byte, got \(bytes)") }
-        try check(ctorch_set_malloc_mmap_threshold(Int32(clamping: bytes)), "setting malloc's mmap threshold to \(bytes) bytes")
-    }
 }

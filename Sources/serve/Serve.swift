@@ -39,18 +39,16 @@ enum ServeMain {
     }
 
     /// Tensors of a forward pass (tens of MiB for a segmenter) are allocated with glibc's malloc,
-    /// which by default keeps them in the arena of the thread that ran it for reuse, an arena per
-    /// thread up to 8 per core: RSS rose in steps through the soak check, and swung by the size of a
-    /// model's working set with where it lay. Two arenas, and blocks of 1 MiB or more mapped and
-    /// given back at free, bound that (docs/design.md, Host memory). `MALLOC_ARENA_MAX` and
-    /// `MALLOC_MMAP_THRESHOLD_` in the environment, which glibc reads itself, win over these.
+    /// which by default keeps them for reuse in the arena of the thread that ran it, an arena per
+    /// thread up to 8 per core: RSS rose in steps of about 22 MiB through the soak check. Two
+    /// arenas bound that (docs/design.md, Host memory). `MALLOC_ARENA_MAX` in the environment,
+    /// which glibc reads itself, wins over this.
     static func tuneMalloc() {
-        let environment = ProcessInfo.processInfo.environment
+        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }
         do {
-            if environment["MALLOC_ARENA_MAX"] == nil { try TorchRuntime.limitMallocArenas(2) }
-            if environment["MALLOC_MMAP_THRESHOLD_"] == nil { try TorchRuntime.setMallocMmapThreshold(1 << 20) }
+            try TorchRuntime.limitMallocArenas(2)
         } catch {
-            FileHandle.standardError.write(Data("serve: \(error); malloc keeps glibc's defaults\n".utf8))
+            FileHandle.standardError.write(Data("serve: \(error); malloc keeps glibc's default arenas\n".utf8))
         }
     }
 }

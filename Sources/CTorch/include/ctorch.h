@@ -78,10 +78,6 @@ ctorch_status ctorch_stop_blas_threads(void);
 /** Caps glibc's malloc at `n` arenas (mallopt M_ARENA_MAX), where tensors are allocated; for a
  *  process about to start its threads. Nothing to do with another C library. */
 ctorch_status ctorch_limit_malloc_arenas(int n);
-/** Has glibc's malloc map allocations of `bytes` or more from the system and unmap them when freed
- *  (mallopt M_MMAP_THRESHOLD, which also ends glibc's raising of that threshold as large blocks
- *  are freed). Nothing to do with another C library. */
-ctorch_status ctorch_set_malloc_mmap_threshold(int bytes);
 
 /* Modules */
 
