@@ -62,6 +62,13 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// arrived in time).
     private var deadlinePassed = false
     private var forcedClose: Scheduled<Void>?
+    /// Why the edge cut the request a route is reading: answered here if the route has not
+    /// begun its response when the forced close comes.
+    private var cutError: APIError?
+    /// The route began the response to the oldest unanswered request.
+    private var responseStarted = false
+    /// The edge answered a cut request itself: what the route writes later is dropped.
+    private var answeredForRoute = false
 
     // The waiting clock: time during which the server asked for input and none came yet.
     private var waiting = false
@@ -212,7 +219,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 return
             }
         case .body:
-            if error is HTTPParserError {
+            if let parserError = error as? HTTPParserError {
                 // The route reading the body answers 400 (`EdgeErrorMiddleware`); then close.
                 if unanswered.isEmpty {
                     context.close(promise: nil)
@@ -220,6 +227,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 }
                 phase = .closing
                 closeAfterResponses = true
+                cutError = .malformed(parserError)
                 scheduleForcedClose(context: context)
             }
         }
@@ -229,8 +237,13 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Output
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !answeredForRoute else {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
         switch unwrapOutboundIn(data) {
         case .head(var response) where response.status.kind != .informational:
+            responseStarted = true
             if closeAfterResponses, unanswered.count <= 1, pendingAnswer == nil {
                 response.headerFields[.connection] = "close"
                 context.write(wrapOutboundOut(.head(response)), promise: promise)
@@ -240,6 +253,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .head, .body:
             context.write(data, promise: promise)
         case .end:
+            responseStarted = false
             if let reserved = unanswered.popFirst() { edge.bodies.release(reserved) }
             guard unanswered.isEmpty, pendingAnswer != nil || closeAfterResponses else {
                 context.write(data, promise: promise)
@@ -285,6 +299,7 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         closeAfterResponses = true
+        cutError = error
         context.fireErrorCaught(EdgeRequestError(apiError: error))
         scheduleForcedClose(context: context)
     }
@@ -316,11 +331,21 @@ final class EdgeConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// Closes a cut connection whose route does not answer within the linger time.
+    /// Closes a cut connection whose route does not answer within the linger time. When the
+    /// route has not begun the response to the only request left (a busy server may take
+    /// longer to run it than the linger time), the edge answers it with the cut's error first,
+    /// so the client learns why in place of finding the connection closed.
     private func scheduleForcedClose(context: ChannelHandlerContext) {
         forcedClose?.cancel()
         forcedClose = context.eventLoop.assumeIsolated().scheduleTask(in: edge.lingerTime + edge.checkInterval) {
-            context.close(promise: nil)
+            guard !self.lingering, !self.responseStarted, self.unanswered.count == 1, let error = self.cutError else {
+                context.close(promise: nil)
+                return
+            }
+            self.answeredForRoute = true
+            self.closeAfterResponses = false
+            if let reserved = self.unanswered.popFirst() { self.edge.bodies.release(reserved) }
+            self.send(error, context: context)
         }
     }
 

@@ -4,7 +4,7 @@ import HummingbirdTesting
 import ServerCore
 import NIOCore
 import Prometheus
-import ServerHTTP
+@testable import ServerHTTP
 import ServerTestSupport
 import Synchronization
 import Testing
@@ -68,9 +68,41 @@ import Testing
         }
     }
 
+    @Test func aCutRequestWhoseRouteIsTooBusyToAnswerGetsTheEdgesAnswer() async throws {
+        // A route that reads its body only after 3 s, as a route on a saturated server may: the
+        // edge cuts the stalled body at 0.5 s and, with no answer from the route by the end of
+        // the linger time, answers the 408 itself rather than close the connection silently.
+        var limits = HTTPConfiguration.NetworkLimits()
+        limits.readTimeout = .milliseconds(500)
+        let edge = NetworkEdge(limits: limits, maxRequestSize: 1 << 20, logger: quietLogger)
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: EdgeErrorMiddleware())
+        router.post("/slow") { request, _ -> String in
+            try await Task.sleep(for: .seconds(3))
+            let body = try await request.body.collect(upTo: 1 << 20)
+            return "read \(body.readableBytes) bytes"
+        }
+        let app = Application(router: router, server: edge.http1(listener: "inference", healthPaths: []), logger: quietLogger)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let connection = try RawConnection(port: port)
+            try connection.send("POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: busy-1\r\nContent-Length: 1000\r\n\r\n"
+                + String(repeating: "x", count: 100))
+            let reply = await connection.readUntilClosed(timeout: 6)
+            #expect(reply.closed && reply.seconds >= 0.4 && reply.seconds < 2.9, "\(reply)")
+            let response = try EdgeResponse(reply.text)
+            #expect(response.status == 408)
+            #expect(response.header("connection") == "close")
+            #expect(response.header("x-request-id") == "busy-1")
+            #expect((response.json["message"] as? String)?.hasPrefix("No bytes of the request body arrived for request_read_timeout (0.5 s)") == true,
+                    "\(response.json)")
+            #expect(try await eventually(5) { edge.inflightBodyBytes == 0 })
+        }
+    }
+
     @Test func aBodySlowerThanTheMinimumRateIsCut() async throws {
         try await withInferenceServer({
-            $0.http.networkLimits.readTimeout = .seconds(2)
+            $0.http.networkLimits.readTimeout = .seconds(5)
             $0.http.networkLimits.minBodyRate = 1000
             $0.http.networkLimits.bodyRateGrace = .milliseconds(500)
         }) { port, _ in
@@ -85,7 +117,9 @@ import Testing
             }
             let reply = await client.readUntilClosed(timeout: 5)
             dripping.cancel()
-            #expect(reply.closed && reply.seconds < 2, "\(reply)")
+            // Well before the dripping ends (5 s): what cut it is the rate, as the message says,
+            // not a stall (bytes arrive every 50 ms) nor the end of the body.
+            #expect(reply.closed && reply.seconds < 4, "\(reply)")
             let response = try EdgeResponse(reply.text)
             #expect(response.status == 408)
             let message = try #require(response.json["message"] as? String)
