@@ -2,7 +2,7 @@
 #
 # swift-model-server as a container: `serve` and `archiver` built with the official Swift image
 # for Debian 12, run on debian:bookworm-slim with only the runtime libraries (Debian's libtorch
-# 1.13 CPU, libpng16, libjpeg62-turbo, zlib, libcurl). No Python, no compiler, no Swift
+# 1.13 CPU, libpng16, libjpeg62-turbo, zlib, jemalloc, libcurl). No Python, no compiler, no Swift
 # toolchain in the final image: the Swift runtime is linked in (--static-swift-stdlib).
 #
 #   docker build -t swift-model-server .
@@ -23,7 +23,7 @@ FROM ${SWIFT_IMAGE} AS build
 # libcurl4-openssl-dev: --static-swift-stdlib links FoundationNetworking statically, and it
 # needs -lcurl at link time (the Swift image ships it; listed so the step says what it needs).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch-dev libpng-dev libjpeg-dev zlib1g-dev libcurl4-openssl-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch-dev libpng-dev libjpeg-dev zlib1g-dev libjemalloc-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -45,9 +45,10 @@ FROM ${RUNTIME_IMAGE} AS runtime
 
 # libtorch1.13 brings libtorch.so, libtorch_cpu.so and libc10.so (and, through Debian's
 # packaging, OpenCV, FFmpeg and the reference BLAS, which libopenblas0-pthread replaces as
-# libblas.so.3: see BENCHMARKS.md, "BLAS matrix"); libcurl4 is for FoundationNetworking (model URLs).
+# libblas.so.3: see BENCHMARKS.md, "BLAS matrix"); libjemalloc2 is serve's malloc (docs/design.md,
+# Host memory); libcurl4 is for FoundationNetworking (model URLs).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch1.13 libopenblas0-pthread libpng16-16 libjpeg62-turbo zlib1g libcurl4 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libtorch1.13 libopenblas0-pthread libpng16-16 libjpeg62-turbo zlib1g libjemalloc2 libcurl4 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 model-server \

@@ -39,6 +39,15 @@ if let abi = environment["LIBTORCH_CXX11_ABI"], abi == "0" || abi == "1" {
     torchCxxFlags += ["-D_GLIBCXX_USE_CXX11_ABI=\(abi)"]
 }
 
+// serve's allocator: jemalloc (Debian's libjemalloc-dev), linked so that its malloc comes before
+// glibc's for every library, libtorch's tensors included. glibc's malloc kept the freed memory of
+// forward passes in its heaps and RSS grew through a 30-minute soak (docs/design.md, Host memory).
+// SERVE_ALLOCATOR=glibc builds without it. Kept in order by -Xlinker, and linked even where
+// --as-needed would judge it unneeded.
+let allocatorLink: [LinkerSetting] = environment["SERVE_ALLOCATOR"] == "glibc" ? [] : [
+    .unsafeFlags(["-Xlinker", "--no-as-needed", "-Xlinker", "-ljemalloc", "-Xlinker", "--as-needed"]),
+]
+
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
@@ -103,6 +112,8 @@ let package = Package(
             cSettings: fuzzedC,
             linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
         ),
+        // C: which allocator serves malloc (jemalloc's version, through mallctl when it is there).
+        .target(name: "CMalloc"),
         // Native: Swift faces of the C targets.
         .target(name: "Torch", dependencies: ["CTorch"], swiftSettings: swiftSettings),
         .target(name: "ImageCodec", dependencies: ["CImage"], swiftSettings: swiftSettings + fuzzed),
@@ -179,8 +190,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+                "CMalloc",
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            linkerSettings: allocatorLink
         ),
         .target(
             name: "ArchiverCommand",

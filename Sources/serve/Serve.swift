@@ -20,7 +20,7 @@ enum ServeMain {
             ArchiverCommandLine.main()
             return
         }
-        tuneMalloc()
+        _ = HostAllocator.inUse
         let work: @Sendable () async throws -> Void
         do {
             work = try Serve.parse().launch()
@@ -38,19 +38,6 @@ enum ServeMain {
         dispatchMain()
     }
 
-    /// Tensors of a forward pass (tens of MiB for a segmenter) are allocated with glibc's malloc,
-    /// which by default keeps them for reuse in the arena of the thread that ran it, an arena per
-    /// thread up to 8 per core: RSS rose in steps of about 22 MiB through the soak check. Two
-    /// arenas bound that (docs/design.md, Host memory). `MALLOC_ARENA_MAX` in the environment,
-    /// which glibc reads itself, wins over this.
-    static func tuneMalloc() {
-        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }
-        do {
-            try TorchRuntime.limitMallocArenas(2)
-        } catch {
-            FileHandle.standardError.write(Data("serve: \(error); malloc keeps glibc's default arenas\n".utf8))
-        }
-    }
 }
 
 struct Serve: AsyncParsableCommand, Sendable {
@@ -189,6 +176,7 @@ struct Serve: AsyncParsableCommand, Sendable {
         let logger = Logger(label: "serve")
         HTTPConfiguration.NetworkLimits.raiseOpenFileLimit()
         let settings = try loadConfiguration()
+        logger.info("malloc: \(HostAllocator.inUse)")
         let configuration = settings.core
         let http = settings.http
         try WorkDirectory.prepare(configuration.workDirectory, logger: logger)

@@ -129,6 +129,12 @@ import Testing
         request.httpBody = Data(try Fixtures.bytes("images/rgb.png"))
         let (_, response) = try await URLSession.shared.data(for: request)
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        // Its malloc is jemalloc, which Package.swift links (a SERVE_ALLOCATOR=glibc build keeps glibc's).
+        let glibcBuild = ProcessInfo.processInfo.environment["SERVE_ALLOCATOR"] == "glibc"
+        // Read to the end: Foundation's String(contentsOfFile:) stops at the first 4 KiB of a /proc file.
+        let mapsData = try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/maps")).readToEnd()
+        let maps = String(decoding: mapsData ?? Data(), as: UTF8.self)
+        #expect(maps.contains("/libjemalloc.so") != glibcBuild, "\(maps.suffix(3000))")
 
         // A second --start from the same folder refuses.
         let again = try Self.executable.run(arguments, in: folder)
@@ -144,6 +150,7 @@ import Testing
         #expect(stat.isEmpty || state == "Z" || state == "X", "\(stat)")
         let log = (try? String(contentsOf: folder.appendingPathComponent("logs/serve.log"), encoding: .utf8)) ?? ""
         #expect(log.contains("stopped"), "\(log.suffix(2000))")
+        #expect(log.contains(glibcBuild ? "malloc: glibc malloc, 2 arenas" : "malloc: jemalloc 5."), "\(log.prefix(2000))")
     }
 
     @Test func startReportsAModelThatFailsToLoadAndStopsTheServer() throws {
