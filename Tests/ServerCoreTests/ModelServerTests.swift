@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Prometheus
 import ServerCore
 import ServerTestSupport
 import TestFixtures
@@ -139,19 +140,22 @@ import Testing
     @Test func deadlinePassedWhileQueuedIs504AndOthersAreServed() async throws {
         let store = try TestModelStore()
         defer { store.remove() }
-        let server = store.makeServer()
+        let registry = PrometheusCollectorRegistry()
+        let server = store.makeServer(registry: registry)
         defer { server.shutdown() }
         try await server.register(RegistrationOptions(url: "unet_tiny"))
         let body = try Fixtures.bytes("images/rgb.png")
         try await withThrowingTaskGroup(of: Bool.self) { group in
-            // One worker: ten requests ahead keep it busy far longer than the last one's 1 ms deadline.
-            for _ in 0..<10 {
+            // One worker: requests queued ahead keep it busy far longer than the last one's 1 ms
+            // deadline. Sent only once they are queued: on a busy machine the tasks that send them
+            // may start after it, and a request first in line can be answered within 1 ms.
+            for _ in 0..<30 {
                 group.addTask {
                     _ = try await server.predict(model: "unet_tiny", request: InferenceRequest(body: body))
                     return true
                 }
             }
-            try await Task.sleep(for: .milliseconds(5))
+            #expect(try await eventually { Self.queuePending(server, registry) >= 5 })
             do {
                 _ = try await server.predict(model: "unet_tiny", request: InferenceRequest(body: body, timeout: .milliseconds(1)))
                 Issue.record("a request past its deadline was answered")
@@ -160,8 +164,15 @@ import Testing
             }
             var served = 0
             for try await ok in group where ok { served += 1 }
-            #expect(served == 10)
+            #expect(served == 30)
         }
+    }
+
+    /// `ts_queue_pending` of the one registered version.
+    static func queuePending(_ server: ModelServer, _ registry: PrometheusCollectorRegistry) -> Int {
+        server.updateGauges()
+        let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix("ts_queue_pending{") }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) } ?? 0
     }
 
     @Test func zeroWorkersIsUnavailable() async throws {
