@@ -57,7 +57,8 @@ import Testing
             }
             router.get("/ok/moved.png") { _, _ in Response(status: .found, headers: [.location: "/ok/target.png"]) }
             router.get("/ok/slow.png") { _, _ in
-                try await Task.sleep(for: .seconds(2))
+                // Far later than the deadline that cuts it, so that a loaded machine still tells them apart.
+                try await Task.sleep(for: .seconds(6))
                 return png(images["rgb.png"] ?? [])
             }
             router.get("/ok/big.png") { _, _ in png(Self.oversized) }
@@ -268,7 +269,7 @@ import Testing
                 #expect(json?["type"] as? String == "DeadlineExceededException")
                 #expect((json?["message"] as? String)?.contains("passed the request's deadline") == true)
             }
-            #expect(ContinuousClock.now - started < .milliseconds(1500))
+            #expect(ContinuousClock.now - started < .seconds(5))
 
             // Each failure is counted by its reason, and the time spent in the fetch stage.
             let metrics = registry.emitToString()
