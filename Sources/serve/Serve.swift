@@ -8,7 +8,6 @@ import Prometheus
 import ServerHTTP
 import ServerGRPC
 import ServiceLifecycle
-import Torch
 
 /// The entry point. `serve --start` forks the server off before anything else starts a thread
 /// (see `Serve.launch()`); then the command runs under Swift concurrency. Called as `archiver`
@@ -37,7 +36,6 @@ enum ServeMain {
         }
         dispatchMain()
     }
-
 }
 
 struct Serve: AsyncParsableCommand, Sendable {

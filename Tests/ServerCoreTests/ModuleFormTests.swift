@@ -8,9 +8,7 @@ import Testing
 /// How a version's module is held: shared or one per worker, float32 or converted to bfloat16.
 @Suite struct ModuleFormTests {
     func deviceMemory(_ server: ModelServer, _ registry: PrometheusCollectorRegistry) -> Int? {
-        server.updateGauges()
-        let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix("ts_device_memory_bytes{device=\"cpu\"}") }
-        return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) }
+        sampleValue(server, registry, "ts_device_memory_bytes{device=\"cpu\"}").map { Int($0) }
     }
 
     @Test func workersShareOneModuleUnlessTheConfigSaysNot() async throws {

@@ -60,6 +60,14 @@ public struct TestModelStore: Sendable {
     }
 }
 
+/// The value of the first sample in `registry` whose line starts with `prefix` (a metric name
+/// and, to pick one series, the start of its labels), after `server` has set its gauges.
+public func sampleValue(_ server: ModelServer, _ registry: PrometheusCollectorRegistry, _ prefix: String) -> Double? {
+    server.updateGauges()
+    let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix(prefix) }
+    return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+}
+
 /// Polls `condition` every 20 ms for up to `seconds`.
 /// How long tests wait for something a model loader thread does (load, fail, replace): loads run
 /// at nice +10, and with the whole suite on two cores one took over 20 s to be scheduled (seen
